@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS pool_strategy_metrics;

@@ -1,0 +1,95 @@
+//! Wiring: configuration → store (migrated) → token key → control plane → router → listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use poolgate_shared::auth::{generate_secret, JwtKey};
+use poolgate_shared::config::{Config, Mode};
+use poolgate_shared::control::ControlPlane;
+use poolgate_shared::store::{Store, GENERATED_JWT_SECRET};
+
+use crate::state::{AppState, Inner};
+
+/// Opens the store, applies migrations, and returns it with the token key: the configured
+/// `JWT_SECRET_KEY`, or in embedded mode one generated once and kept in the database.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Store, JwtKey)> {
+    let store = Store::connect(&config.database.url, &config.database.kind)?;
+    store.migrate_up().await.context("cannot apply database migrations")?;
+    let key = match (&config.auth.jwt_secret_key, config.mode()) {
+        (Some(secret), _) => JwtKey::new(secret.expose().as_bytes()),
+        (None, Mode::Embedded) => {
+            let fresh = generate_secret().context("cannot generate a JWT secret")?;
+            let secret = store.setting_get_or_init(GENERATED_JWT_SECRET, || fresh).await?;
+            JwtKey::new(secret.as_bytes())
+        }
+        // Config::validate refuses distributed mode without a secret.
+        (None, Mode::Distributed) => anyhow::bail!("JWT_SECRET_KEY is required in distributed mode"),
+    };
+    Ok((store, key))
+}
+
+/// Everything a running node holds.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let (store, jwt) = open_store(&config).await?;
+    if config.auth.jwt_secret_key.is_none() && config.auth.required {
+        tracing::warn!(
+            "JWT_SECRET_KEY is not set: using a secret generated for this embedded node and kept in its database. \
+             Mint an admin token with: poolgate-node token --sub <your-name> --role admin"
+        );
+    }
+    let control = ControlPlane::from_config(&config)?;
+    let node_id = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    Ok(AppState::new(Inner {
+        config,
+        store,
+        control,
+        jwt,
+        node_id,
+    }))
+}
+
+/// A node bound to its port and ready to serve.
+pub struct Node {
+    pub state: AppState,
+    listener: TcpListener,
+}
+
+impl Node {
+    pub async fn bind(config: Config) -> anyhow::Result<Node> {
+        let addr = format!("{}:{}", config.server.host, config.server.port);
+        let state = build_state(config).await?;
+        let listener = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(Node { state, listener })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let router = crate::http::router(self.state);
+        tracing::info!(
+            addr = %self.listener.local_addr()?,
+            node_id = %state.node_id,
+            mode = ?state.config.mode(),
+            control_plane = state.control.backend(),
+            "poolgate node listening"
+        );
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        state.control.close().await;
+        state.store.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,33 @@
+//! The admin REST API (seed paths): servers, pool configuration, bulk updates, the audit log.
+
+pub mod audit;
+pub mod pools;
+pub mod servers;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+
+use poolgate_shared::domain::server::ServerId;
+
+use super::error::ApiError;
+
+/// A `{id}` path segment that is a valid server id. An invalid one cannot name a server, so it
+/// answers 404 like any unknown id.
+pub struct ServerIdPath(pub ServerId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServerIdPath {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_path", e.body_text()))?;
+        ServerId::parse(&raw)
+            .map(ServerIdPath)
+            .map_err(|_| ApiError::not_found(format!("server {raw:?} not found")))
+    }
+}
+
+fn server_not_found(id: &ServerId) -> ApiError {
+    ApiError::not_found(format!("server {id} not found"))
+}

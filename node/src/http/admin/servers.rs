@@ -1,0 +1,91 @@
+//! `POST/GET/PUT/DELETE /api/servers[/{id}]`: registering upstream MCP servers.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde_json::{Map, Value};
+
+use poolgate_shared::domain::pool::{PoolConfigPatch, PATCH_FIELDS};
+use poolgate_shared::domain::server::{NewServerInput, Server, ServerPatch};
+use poolgate_shared::store::UpdateError;
+
+use super::{server_not_found, ServerIdPath};
+use crate::http::auth::{Admin, Reader};
+use crate::http::error::ApiError;
+use crate::http::json::{from_value, split_object, ApiJson};
+use crate::state::AppState;
+
+/// Splits a body into its server part `T` and its pool part.
+fn split_body<T: serde::de::DeserializeOwned>(body: Map<String, Value>) -> Result<(T, PoolConfigPatch), ApiError> {
+    let (rest, pool) = split_object(body, PATCH_FIELDS);
+    Ok((from_value(rest)?, from_value(pool)?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let (mut input, pool): (NewServerInput, _) = split_body(body)?;
+    input.pool = pool;
+    let server =
+        Server::from_input(&input, &state.config.pooling.defaults, Utc::now()).map_err(ApiError::validation)?;
+    state.store.create_server(&server, &caller.subject).await?;
+    tracing::info!(server_id = %server.id, actor = %caller.subject, "server registered");
+    let location = format!("/api/servers/{}", server.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(server)).into_response())
+}
+
+pub async fn list(State(state): State<AppState>, Reader(_): Reader) -> Result<Json<Vec<Server>>, ApiError> {
+    Ok(Json(state.store.list_servers().await?))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Reader(_): Reader,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<Json<Server>, ApiError> {
+    state
+        .store
+        .get_server(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| server_not_found(&id))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ServerIdPath(id): ServerIdPath,
+    ApiJson(body): ApiJson<Map<String, Value>>,
+) -> Result<Json<Server>, ApiError> {
+    let (mut patch, pool): (ServerPatch, _) = split_body(body)?;
+    patch.pool = pool;
+    let now = Utc::now();
+    let server = state
+        .store
+        .update_server(&id, &caller.subject, "server.update", |s| s.patched(&patch, now))
+        .await
+        .map_err(|e| match e {
+            UpdateError::NotFound => server_not_found(&id),
+            UpdateError::Rejected(field) => ApiError::validation(field),
+            UpdateError::Store(e) => e.into(),
+        })?;
+    tracing::info!(server_id = %id, actor = %caller.subject, "server updated");
+    Ok(Json(server))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_server(&id, &caller.subject).await? {
+        tracing::info!(server_id = %id, actor = %caller.subject, "server deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(server_not_found(&id))
+    }
+}

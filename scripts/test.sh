@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+#
+# scripts/test.sh — the project's single test command (also what CI runs,
+# via .ci/run).
+#
+#   scripts/test.sh                      # fmt, clippy, all tests
+#   scripts/test.sh -E 'test(auth)'      # extra args go to the test runner
+#
+# It starts private PostgreSQL and Redis instances on free loopback ports
+# (scripts/lib/services.sh), exports their URLs for the tests
+# (POOLGATE_TEST_PG_URL, POOLGATE_TEST_REDIS_URL, ...), runs every phase
+# even if an earlier one failed, stops all services on exit (also on
+# failure or Ctrl-C) and exits non-zero if any phase failed.
+#
+# Environment flags (all off by default):
+#   POOLGATE_TEST_WITH_CLUSTER=1   also start a 3-master Redis Cluster
+#                                  (POOLGATE_TEST_REDIS_CLUSTER_URL)
+#   POOLGATE_TEST_WITH_SENTINEL=1  also start Redis primary+replica+3 sentinels
+#                                  (POOLGATE_TEST_REDIS_SENTINEL_URL, ...)
+#   POOLGATE_TEST_DOC=1            also run `cargo test --workspace --doc`
+#   CI=<anything>                  plain (colourless) cargo output
+
+set -euo pipefail
+
+# Repo root = parent of this script's directory, wherever we're called from.
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd -- "${SCRIPT_DIR}/.." && pwd)
+cd -- "$REPO_ROOT"
+
+# shellcheck source=scripts/lib/services.sh
+source "${SCRIPT_DIR}/lib/services.sh"
+
+export RUST_BACKTRACE=1
+if [[ -n "${CI:-}" ]]; then
+    export CARGO_TERM_COLOR=never
+fi
+
+START_SECONDS=$SECONDS
+FAILED_PHASES=()
+PASSED_PHASES=()
+
+# log MSG... — timestamped progress line.
+log() {
+    printf '[test.sh %(%H:%M:%S)T] %s\n' -1 "$*"
+}
+
+# on_exit — EXIT trap: stop every service we started (svc_stop_all is
+# idempotent and stops even half-started ones), then print the total time.
+# The script's exit status is left as it was.
+on_exit() {
+    local rc=$?
+    svc_stop_all || true
+    log "total elapsed: $((SECONDS - START_SECONDS))s (exit ${rc})"
+}
+
+# phase NAME CMD [ARGS...] — run one phase, record its result, keep going.
+phase() {
+    local name=$1
+    shift
+    local t0=$SECONDS rc=0
+    log "==> phase ${name}: $*"
+    "$@" || rc=$?
+    if ((rc == 0)); then
+        PASSED_PHASES+=("$name")
+        log "<== phase ${name}: ok ($((SECONDS - t0))s)"
+    else
+        FAILED_PHASES+=("$name")
+        log "<== phase ${name}: FAILED with exit ${rc} ($((SECONDS - t0))s)"
+    fi
+}
+
+# Cleanup on every exit; on INT/TERM svc_stop_all stops the services and
+# exits 130/143, which runs the EXIT trap as well (a harmless no-op by then).
+trap on_exit EXIT
+trap 'svc_stop_all INT' INT
+trap 'svc_stop_all TERM' TERM
+
+# ---------------------------------------------------------------------------
+# services (a failure here aborts the run; the trap still cleans up)
+# ---------------------------------------------------------------------------
+log "==> services"
+t0=$SECONDS
+svc_ensure_packages
+svc_init
+svc_start_postgres
+svc_start_redis default >/dev/null # default instance: exports POOLGATE_TEST_REDIS_URL
+
+# Redis Cluster / Sentinel: off until the tests that need them land. Those
+# issues flip the defaults below (or CI exports the flags) — keep the calls
+# here so every service is started in one place.
+if [[ "${POOLGATE_TEST_WITH_CLUSTER:-0}" == "1" ]]; then
+    svc_start_redis_cluster # exports POOLGATE_TEST_REDIS_CLUSTER_URL
+fi
+if [[ "${POOLGATE_TEST_WITH_SENTINEL:-0}" == "1" ]]; then
+    svc_start_redis_sentinel # exports POOLGATE_TEST_REDIS_SENTINEL_URL, ..._PRIMARY_PORT, ..._REPLICA_PORT
+fi
+log "<== services ready ($((SECONDS - t0))s)"
+env | grep '^POOLGATE_TEST_' | sort | sed 's/^/    /'
+
+# ---------------------------------------------------------------------------
+# checks
+# ---------------------------------------------------------------------------
+
+# --locked only when a Cargo.lock exists (it may not be committed yet).
+LOCKED=()
+if [[ -f Cargo.lock ]]; then
+    LOCKED=(--locked)
+fi
+
+phase fmt cargo fmt --all -- --check
+phase clippy cargo clippy --workspace --all-targets "${LOCKED[@]}" -- -D warnings
+
+# Test parallelism: both runners default to the number of CPUs; leave it.
+if cargo nextest --version >/dev/null 2>&1; then
+    phase tests cargo nextest run --workspace --no-fail-fast "$@"
+else
+    log "cargo-nextest not available; falling back to cargo test"
+    phase tests cargo test --workspace --no-fail-fast "$@"
+fi
+
+if [[ "${POOLGATE_TEST_DOC:-0}" == "1" ]]; then
+    phase doctests cargo test --workspace --doc
+fi
+
+# ---------------------------------------------------------------------------
+# summary (deliberately not in the "N passed, N failed" form: those are
+# phases, not tests)
+# ---------------------------------------------------------------------------
+log "phases ok: ${PASSED_PHASES[*]:-none}"
+if ((${#FAILED_PHASES[@]} > 0)); then
+    log "phases FAILED: ${FAILED_PHASES[*]}"
+    exit 1
+fi
+log "all phases ok"

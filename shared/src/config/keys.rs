@@ -1,0 +1,169 @@
+//! Every setting poolgate reads: its environment variable (seed name), accepted aliases, and its
+//! place in `config.yaml` (seed 000 layout). Loading, precedence and error messages are all driven
+//! from this one table, so a key cannot be documented in one place and read under another name.
+
+/// One setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    /// Environment variable; the name error messages use.
+    pub env: &'static str,
+    /// Other environment variables accepted for it (seed 001's short names).
+    pub aliases: &'static [&'static str],
+    /// Dotted path in `config.yaml`.
+    pub path: &'static str,
+    /// Logged as `[redacted]`.
+    pub secret: bool,
+}
+
+const fn key(env: &'static str, path: &'static str) -> Key {
+    Key {
+        env,
+        aliases: &[],
+        path,
+        secret: false,
+    }
+}
+
+pub const HOST: Key = key("HOST", "server.host");
+pub const PORT: Key = key("PORT", "server.port");
+pub const LOG_LEVEL: Key = key("LOG_LEVEL", "server.log_level");
+/// Seconds a stopping node lets in-flight requests finish.
+pub const SHUTDOWN_GRACE_SECONDS: Key = key("SHUTDOWN_GRACE_SECONDS", "server.shutdown_grace_seconds");
+/// Largest admin API request body in bytes.
+pub const ADMIN_BODY_LIMIT: Key = key("ADMIN_BODY_LIMIT", "server.admin_body_limit");
+
+pub const DATABASE_URL: Key = Key {
+    env: "DATABASE_URL",
+    aliases: &[],
+    path: "database.url",
+    secret: true,
+};
+
+pub const AUTH_REQUIRED: Key = key("AUTH_REQUIRED", "auth.required");
+pub const JWT_SECRET_KEY: Key = Key {
+    env: "JWT_SECRET_KEY",
+    aliases: &[],
+    path: "auth.jwt_secret_key",
+    secret: true,
+};
+pub const POOL_ADMIN_ROLES: Key = key("POOL_ADMIN_ROLES", "auth.admin_roles");
+
+pub const POOL_ENABLED: Key = key("POOL_ENABLED", "pooling.enabled");
+pub const POOL_DEFAULT_STRATEGY: Key = Key {
+    env: "POOL_DEFAULT_STRATEGY",
+    aliases: &["POOL_STRATEGY"],
+    path: "pooling.defaults.strategy",
+    secret: false,
+};
+pub const POOL_DEFAULT_MIN_SIZE: Key = Key {
+    env: "POOL_DEFAULT_MIN_SIZE",
+    aliases: &["POOL_MIN_SIZE"],
+    path: "pooling.defaults.min_size",
+    secret: false,
+};
+pub const POOL_DEFAULT_MAX_SIZE: Key = Key {
+    env: "POOL_DEFAULT_MAX_SIZE",
+    aliases: &["POOL_MAX_SIZE"],
+    path: "pooling.defaults.max_size",
+    secret: false,
+};
+pub const POOL_DEFAULT_TIMEOUT: Key = Key {
+    env: "POOL_DEFAULT_TIMEOUT",
+    aliases: &["POOL_TIMEOUT"],
+    path: "pooling.defaults.timeout",
+    secret: false,
+};
+pub const POOL_DEFAULT_RECYCLE_SECONDS: Key = Key {
+    env: "POOL_DEFAULT_RECYCLE_SECONDS",
+    aliases: &["POOL_RECYCLE_SECONDS"],
+    path: "pooling.defaults.recycle_seconds",
+    secret: false,
+};
+pub const POOL_DEFAULT_PRE_PING: Key = Key {
+    env: "POOL_DEFAULT_PRE_PING",
+    aliases: &["POOL_PRE_PING"],
+    path: "pooling.defaults.pre_ping",
+    secret: false,
+};
+pub const POOL_DEFAULT_ISOLATION: Key = Key {
+    env: "POOL_DEFAULT_ISOLATION",
+    aliases: &["POOL_ISOLATION"],
+    path: "pooling.defaults.isolation",
+    secret: false,
+};
+pub const POOL_DEFAULT_SESSION_CAPACITY: Key = Key {
+    env: "POOL_DEFAULT_SESSION_CAPACITY",
+    aliases: &["POOL_SESSION_CAPACITY"],
+    path: "pooling.defaults.session_capacity",
+    secret: false,
+};
+pub const POOL_DEFAULT_LEASE_TTL: Key = Key {
+    env: "POOL_DEFAULT_LEASE_TTL",
+    aliases: &["POOL_LEASE_TTL"],
+    path: "pooling.defaults.lease_ttl",
+    secret: false,
+};
+pub const POOL_DEFAULT_IDLE_TTL: Key = Key {
+    env: "POOL_DEFAULT_IDLE_TTL",
+    aliases: &["POOL_IDLE_TTL"],
+    path: "pooling.defaults.idle_ttl",
+    secret: false,
+};
+
+pub const POOL_MANAGER_CLEANUP_INTERVAL: Key = key("POOL_MANAGER_CLEANUP_INTERVAL", "pooling.manager.cleanup_interval");
+pub const POOL_MANAGER_HEALTH_CHECK_INTERVAL: Key = key(
+    "POOL_MANAGER_HEALTH_CHECK_INTERVAL",
+    "pooling.manager.health_check_interval",
+);
+pub const POOL_MANAGER_METRICS_RETENTION_DAYS: Key = key(
+    "POOL_MANAGER_METRICS_RETENTION_DAYS",
+    "pooling.manager.metrics_retention_days",
+);
+
+pub const REDIS_ENABLED: Key = key("REDIS_ENABLED", "pooling.redis.enabled");
+pub const REDIS_URL: Key = Key {
+    env: "REDIS_URL",
+    aliases: &[],
+    path: "pooling.redis.url",
+    secret: true,
+};
+pub const REDIS_POOL_PREFIX: Key = key("REDIS_POOL_PREFIX", "pooling.redis.prefix");
+pub const REDIS_LEADER_TTL: Key = key("REDIS_LEADER_TTL", "pooling.redis.leader_ttl");
+pub const REDIS_LEADER_HEARTBEAT_INTERVAL: Key = key(
+    "REDIS_LEADER_HEARTBEAT_INTERVAL",
+    "pooling.redis.leader_heartbeat_interval",
+);
+pub const REDIS_LEADER_RENEW_DEADLINE: Key = key("REDIS_LEADER_RENEW_DEADLINE", "pooling.redis.leader_renew_deadline");
+
+/// All keys, in the order the effective configuration is logged and documented.
+pub const ALL: &[Key] = &[
+    HOST,
+    PORT,
+    LOG_LEVEL,
+    SHUTDOWN_GRACE_SECONDS,
+    ADMIN_BODY_LIMIT,
+    DATABASE_URL,
+    AUTH_REQUIRED,
+    JWT_SECRET_KEY,
+    POOL_ADMIN_ROLES,
+    POOL_ENABLED,
+    POOL_DEFAULT_STRATEGY,
+    POOL_DEFAULT_MIN_SIZE,
+    POOL_DEFAULT_MAX_SIZE,
+    POOL_DEFAULT_TIMEOUT,
+    POOL_DEFAULT_RECYCLE_SECONDS,
+    POOL_DEFAULT_PRE_PING,
+    POOL_DEFAULT_ISOLATION,
+    POOL_DEFAULT_SESSION_CAPACITY,
+    POOL_DEFAULT_LEASE_TTL,
+    POOL_DEFAULT_IDLE_TTL,
+    POOL_MANAGER_CLEANUP_INTERVAL,
+    POOL_MANAGER_HEALTH_CHECK_INTERVAL,
+    POOL_MANAGER_METRICS_RETENTION_DAYS,
+    REDIS_ENABLED,
+    REDIS_URL,
+    REDIS_POOL_PREFIX,
+    REDIS_LEADER_TTL,
+    REDIS_LEADER_HEARTBEAT_INTERVAL,
+    REDIS_LEADER_RENEW_DEADLINE,
+];

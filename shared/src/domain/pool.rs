@@ -1,0 +1,482 @@
+//! A pool's configuration: the seed's per-server fields (`pool_enabled` … `pool_pre_ping`) plus
+//! poolgate's own (`pool_isolation`, `pool_session_capacity`, `pool_lease_ttl`, `pool_idle_ttl`).
+//!
+//! One validation path serves every entry point — the admin API, bulk updates and the
+//! `POOL_DEFAULT_*` settings — so a value the API refuses can never arrive through the config file.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Seed 001 defaults, kept so scripts written for the original gateway behave the same.
+pub const DEFAULT_POOL_ENABLED: bool = false;
+pub const DEFAULT_POOL_STRATEGY: Strategy = Strategy::RoundRobin;
+pub const DEFAULT_POOL_MIN_SIZE: u32 = 1;
+pub const DEFAULT_POOL_MAX_SIZE: u32 = 10;
+/// Seconds an acquire waits for a release anywhere in the fleet before failing.
+pub const DEFAULT_POOL_TIMEOUT: u32 = 30;
+pub const DEFAULT_POOL_RECYCLE_SECONDS: u32 = 3600;
+pub const DEFAULT_POOL_PRE_PING: bool = true;
+/// Session isolation is the default: sharing an upstream session between users leaked state in
+/// the gateway poolgate replaces (SPEC §3).
+pub const DEFAULT_POOL_ISOLATION: Isolation = Isolation::Session;
+pub const DEFAULT_POOL_SESSION_CAPACITY: u32 = 1;
+/// Seconds a lease lives without renewal; long streams renew it, so this bounds only how long a
+/// dead node's capacity stays taken (I4).
+pub const DEFAULT_POOL_LEASE_TTL: u32 = 60;
+/// Seconds a binding may stay unused before it ends and its upstream session is closed.
+pub const DEFAULT_POOL_IDLE_TTL: u32 = 1800;
+
+/// Upper bounds: far above any sane deployment, low enough that arithmetic on them (in Rust and
+/// in Lua's doubles) can never overflow.
+pub const MAX_POOL_SIZE: i64 = 10_000;
+pub const MAX_SESSION_CAPACITY: i64 = 1_000;
+pub const MAX_TIMEOUT_SECONDS: i64 = 3_600;
+pub const MAX_TTL_SECONDS: i64 = 30 * 24 * 3_600;
+
+/// How a pool chooses a slot (SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    RoundRobin,
+    LeastConnections,
+    Sticky,
+    Weighted,
+    None,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 5] = [
+        Strategy::RoundRobin,
+        Strategy::LeastConnections,
+        Strategy::Sticky,
+        Strategy::Weighted,
+        Strategy::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::RoundRobin => "round_robin",
+            Strategy::LeastConnections => "least_connections",
+            Strategy::Sticky => "sticky",
+            Strategy::Weighted => "weighted",
+            Strategy::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Strategy::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("must be one of round_robin, least_connections, sticky, weighted, none (got {s:?})"))
+    }
+}
+
+/// Whether an upstream session belongs to one downstream session or is shared (SPEC §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    Session,
+    Shared,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Session => "session",
+            Isolation::Shared => "shared",
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "session" => Ok(Isolation::Session),
+            "shared" => Ok(Isolation::Shared),
+            _ => Err(format!("must be one of session, shared (got {s:?})")),
+        }
+    }
+}
+
+/// A validated pool configuration. Only [`PoolConfig::apply`] and the defaults build one, so every
+/// instance satisfies the SPEC §2 rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolConfig {
+    pub pool_enabled: bool,
+    pub pool_strategy: Strategy,
+    pub pool_min_size: u32,
+    pub pool_max_size: u32,
+    pub pool_timeout: u32,
+    pub pool_recycle_seconds: u32,
+    pub pool_pre_ping: bool,
+    pub pool_isolation: Isolation,
+    pub pool_session_capacity: u32,
+    pub pool_lease_ttl: u32,
+    pub pool_idle_ttl: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            pool_enabled: DEFAULT_POOL_ENABLED,
+            pool_strategy: DEFAULT_POOL_STRATEGY,
+            pool_min_size: DEFAULT_POOL_MIN_SIZE,
+            pool_max_size: DEFAULT_POOL_MAX_SIZE,
+            pool_timeout: DEFAULT_POOL_TIMEOUT,
+            pool_recycle_seconds: DEFAULT_POOL_RECYCLE_SECONDS,
+            pool_pre_ping: DEFAULT_POOL_PRE_PING,
+            pool_isolation: DEFAULT_POOL_ISOLATION,
+            pool_session_capacity: DEFAULT_POOL_SESSION_CAPACITY,
+            pool_lease_ttl: DEFAULT_POOL_LEASE_TTL,
+            pool_idle_ttl: DEFAULT_POOL_IDLE_TTL,
+        }
+    }
+}
+
+/// A refused value: the field it came in and the rule it broke.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {rule}")]
+pub struct FieldError {
+    pub field: String,
+    pub rule: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+/// A partial update, as the admin API and bulk-update receive it. Numbers are `i64` so that a
+/// negative or huge value is refused with its rule rather than a type error. The seed's short
+/// names (`max_size`, …) are accepted as aliases: its troubleshooting guide sends them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfigPatch {
+    #[serde(default, alias = "enabled", skip_serializing_if = "Option::is_none")]
+    pub pool_enabled: Option<bool>,
+    #[serde(default, alias = "strategy", skip_serializing_if = "Option::is_none")]
+    pub pool_strategy: Option<String>,
+    #[serde(default, alias = "min_size", skip_serializing_if = "Option::is_none")]
+    pub pool_min_size: Option<i64>,
+    #[serde(default, alias = "max_size", skip_serializing_if = "Option::is_none")]
+    pub pool_max_size: Option<i64>,
+    #[serde(default, alias = "timeout", skip_serializing_if = "Option::is_none")]
+    pub pool_timeout: Option<i64>,
+    #[serde(default, alias = "recycle_seconds", skip_serializing_if = "Option::is_none")]
+    pub pool_recycle_seconds: Option<i64>,
+    #[serde(default, alias = "pre_ping", skip_serializing_if = "Option::is_none")]
+    pub pool_pre_ping: Option<bool>,
+    #[serde(default, alias = "isolation", skip_serializing_if = "Option::is_none")]
+    pub pool_isolation: Option<String>,
+    #[serde(default, alias = "session_capacity", skip_serializing_if = "Option::is_none")]
+    pub pool_session_capacity: Option<i64>,
+    #[serde(default, alias = "lease_ttl", skip_serializing_if = "Option::is_none")]
+    pub pool_lease_ttl: Option<i64>,
+    #[serde(default, alias = "idle_ttl", skip_serializing_if = "Option::is_none")]
+    pub pool_idle_ttl: Option<i64>,
+}
+
+/// Every JSON key a [`PoolConfigPatch`] accepts (names and aliases): bodies that mix server and
+/// pool fields are split on this list rather than with `#[serde(flatten)]`, which would lose
+/// `deny_unknown_fields` and the path of a bad value.
+pub const PATCH_FIELDS: &[&str] = &[
+    "pool_enabled",
+    "enabled",
+    "pool_strategy",
+    "strategy",
+    "pool_min_size",
+    "min_size",
+    "pool_max_size",
+    "max_size",
+    "pool_timeout",
+    "timeout",
+    "pool_recycle_seconds",
+    "recycle_seconds",
+    "pool_pre_ping",
+    "pre_ping",
+    "pool_isolation",
+    "isolation",
+    "pool_session_capacity",
+    "session_capacity",
+    "pool_lease_ttl",
+    "lease_ttl",
+    "pool_idle_ttl",
+    "idle_ttl",
+];
+
+impl PoolConfigPatch {
+    pub fn is_empty(&self) -> bool {
+        self == &PoolConfigPatch::default()
+    }
+}
+
+fn ranged(field: &str, value: i64, min: i64, max: i64, unit: &str) -> Result<u32, FieldError> {
+    if value < min || value > max {
+        return Err(FieldError::new(
+            field,
+            format!("must be between {min} and {max}{unit} (got {value})"),
+        ));
+    }
+    u32::try_from(value).map_err(|_| FieldError::new(field, format!("out of range (got {value})")))
+}
+
+impl PoolConfig {
+    /// Applies `patch` to a copy of `self`, checking each field's range and then the rules that
+    /// join fields. Nothing is applied unless everything holds.
+    pub fn apply(&self, patch: &PoolConfigPatch) -> Result<PoolConfig, FieldError> {
+        let mut next = *self;
+        if let Some(v) = patch.pool_enabled {
+            next.pool_enabled = v;
+        }
+        if let Some(v) = &patch.pool_strategy {
+            next.pool_strategy = v.parse().map_err(|rule| FieldError::new("pool_strategy", rule))?;
+        }
+        if let Some(v) = patch.pool_min_size {
+            next.pool_min_size = ranged("pool_min_size", v, 0, MAX_POOL_SIZE, "")?;
+        }
+        if let Some(v) = patch.pool_max_size {
+            next.pool_max_size = ranged("pool_max_size", v, 1, MAX_POOL_SIZE, "")?;
+        }
+        if let Some(v) = patch.pool_timeout {
+            next.pool_timeout = ranged("pool_timeout", v, 1, MAX_TIMEOUT_SECONDS, " seconds")?;
+        }
+        if let Some(v) = patch.pool_recycle_seconds {
+            next.pool_recycle_seconds = ranged("pool_recycle_seconds", v, 1, MAX_TTL_SECONDS, " seconds")?;
+        }
+        if let Some(v) = patch.pool_pre_ping {
+            next.pool_pre_ping = v;
+        }
+        if let Some(v) = &patch.pool_isolation {
+            next.pool_isolation = v.parse().map_err(|rule| FieldError::new("pool_isolation", rule))?;
+        }
+        if let Some(v) = patch.pool_session_capacity {
+            next.pool_session_capacity = ranged("pool_session_capacity", v, 1, MAX_SESSION_CAPACITY, "")?;
+        }
+        if let Some(v) = patch.pool_lease_ttl {
+            next.pool_lease_ttl = ranged("pool_lease_ttl", v, 1, MAX_TTL_SECONDS, " seconds")?;
+        }
+        if let Some(v) = patch.pool_idle_ttl {
+            next.pool_idle_ttl = ranged("pool_idle_ttl", v, 1, MAX_TTL_SECONDS, " seconds")?;
+        }
+        if next.pool_min_size > next.pool_max_size {
+            // Name the field the caller touched, so the error points at what they sent.
+            let field = if patch.pool_min_size.is_some() || patch.pool_max_size.is_none() {
+                "pool_min_size"
+            } else {
+                "pool_max_size"
+            };
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "pool_min_size must be <= pool_max_size (got {} > {})",
+                    next.pool_min_size, next.pool_max_size
+                ),
+            ));
+        }
+        Ok(next)
+    }
+
+    /// The patch that would turn the defaults into `self`: the seed's backup export shape.
+    pub fn to_patch(&self) -> PoolConfigPatch {
+        PoolConfigPatch {
+            pool_enabled: Some(self.pool_enabled),
+            pool_strategy: Some(self.pool_strategy.as_str().to_owned()),
+            pool_min_size: Some(self.pool_min_size.into()),
+            pool_max_size: Some(self.pool_max_size.into()),
+            pool_timeout: Some(self.pool_timeout.into()),
+            pool_recycle_seconds: Some(self.pool_recycle_seconds.into()),
+            pool_pre_ping: Some(self.pool_pre_ping),
+            pool_isolation: Some(self.pool_isolation.as_str().to_owned()),
+            pool_session_capacity: Some(self.pool_session_capacity.into()),
+            pool_lease_ttl: Some(self.pool_lease_ttl.into()),
+            pool_idle_ttl: Some(self.pool_idle_ttl.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_seed() {
+        let d = PoolConfig::default();
+        assert!(!d.pool_enabled);
+        assert_eq!(d.pool_strategy, Strategy::RoundRobin);
+        assert_eq!((d.pool_min_size, d.pool_max_size), (1, 10));
+        assert_eq!((d.pool_timeout, d.pool_recycle_seconds), (30, 3600));
+        assert!(d.pool_pre_ping);
+        assert_eq!(d.pool_isolation, Isolation::Session);
+        assert_eq!(d.pool_session_capacity, 1);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_field() {
+        let base = PoolConfig::default();
+        let cases: Vec<(PoolConfigPatch, &str)> = vec![
+            (
+                PoolConfigPatch {
+                    pool_strategy: Some("fastest".into()),
+                    ..Default::default()
+                },
+                "pool_strategy",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_min_size: Some(-1),
+                    ..Default::default()
+                },
+                "pool_min_size",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_min_size: Some(11),
+                    ..Default::default()
+                },
+                "pool_min_size",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_max_size: Some(0),
+                    ..Default::default()
+                },
+                "pool_max_size",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_timeout: Some(0),
+                    ..Default::default()
+                },
+                "pool_timeout",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_recycle_seconds: Some(0),
+                    ..Default::default()
+                },
+                "pool_recycle_seconds",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_isolation: Some("none".into()),
+                    ..Default::default()
+                },
+                "pool_isolation",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_session_capacity: Some(0),
+                    ..Default::default()
+                },
+                "pool_session_capacity",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_lease_ttl: Some(-5),
+                    ..Default::default()
+                },
+                "pool_lease_ttl",
+            ),
+            (
+                PoolConfigPatch {
+                    pool_idle_ttl: Some(0),
+                    ..Default::default()
+                },
+                "pool_idle_ttl",
+            ),
+        ];
+        for (patch, field) in cases {
+            let err = base.apply(&patch).expect_err(field);
+            assert_eq!(err.field, field, "{err}");
+        }
+    }
+
+    #[test]
+    fn min_above_max_names_the_field_that_was_sent() {
+        let base = PoolConfig::default();
+        let err = base
+            .apply(&PoolConfigPatch {
+                pool_max_size: Some(0),
+                ..Default::default()
+            })
+            .expect_err("max 0");
+        assert_eq!(err.field, "pool_max_size");
+        let shrunk = base
+            .apply(&PoolConfigPatch {
+                pool_min_size: Some(5),
+                ..Default::default()
+            })
+            .expect("min 5 <= max 10");
+        let err = shrunk
+            .apply(&PoolConfigPatch {
+                pool_max_size: Some(3),
+                ..Default::default()
+            })
+            .expect_err("max below min");
+        assert_eq!(err.field, "pool_max_size");
+        assert!(
+            err.rule.contains("pool_min_size must be <= pool_max_size"),
+            "{}",
+            err.rule
+        );
+    }
+
+    #[test]
+    fn patch_round_trips_through_the_export_shape() {
+        let cfg = PoolConfig::default()
+            .apply(&PoolConfigPatch {
+                pool_enabled: Some(true),
+                pool_strategy: Some("sticky".into()),
+                pool_max_size: Some(20),
+                ..Default::default()
+            })
+            .expect("valid");
+        assert_eq!(PoolConfig::default().apply(&cfg.to_patch()), Ok(cfg));
+    }
+
+    #[test]
+    fn seed_short_names_are_aliases() {
+        let p: PoolConfigPatch = serde_json::from_str(r#"{"max_size": 20}"#).expect("alias");
+        assert_eq!(p.pool_max_size, Some(20));
+        assert!(serde_json::from_str::<PoolConfigPatch>(r#"{"max_sizes": 20}"#).is_err());
+    }
+
+    #[test]
+    fn patch_fields_lists_every_accepted_key() {
+        for key in PATCH_FIELDS {
+            let value = if key.ends_with("enabled") || key.ends_with("pre_ping") {
+                serde_json::json!(true)
+            } else if key.ends_with("strategy") || key.ends_with("isolation") {
+                serde_json::json!("x")
+            } else {
+                serde_json::json!(1)
+            };
+            let body = serde_json::json!({ *key: value });
+            let patch: PoolConfigPatch = serde_json::from_value(body).expect(key);
+            assert!(!patch.is_empty(), "{key}");
+        }
+        assert_eq!(PATCH_FIELDS.len(), 22);
+    }
+}

@@ -1,0 +1,18 @@
+//! poolgate's shared library: everything the node and the coordinator both need, and nothing
+//! about HTTP serving (no axum here).
+//!
+//! # Layout
+//! - [`config`]: typed configuration from environment and `config.yaml`, with the seed's key names.
+//! - [`domain`]: servers, endpoints and pool configuration, validated on construction.
+//! - [`store`]: the durable store (PostgreSQL or SQLite through sqlx); all SQL lives there.
+//! - [`control`]: the control plane seam (embedded or Redis) that holds fleet-wide pool state.
+//! - [`auth`]: HS256 bearer tokens.
+//! - [`shutdown`], [`telemetry`]: process plumbing both binaries share.
+
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod domain;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
