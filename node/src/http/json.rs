@@ -87,8 +87,8 @@ fn located(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     match inner.classify() {
         serde_json::error::Category::Data => {
             let message = inner.to_string();
-            let field = unknown_field(&message).map(|f| join(&path, f)).unwrap_or(path);
-            let field = (field != ".").then_some(field);
+            // The path already ends with the offending key, unknown keys included.
+            let field = (path != ".").then_some(path);
             ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
                 code: "invalid_field",
@@ -104,20 +104,6 @@ fn located(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
             "invalid_json",
             format!("malformed JSON: {inner}"),
         ),
-    }
-}
-
-/// serde reports an unknown field at its parent's path; pull the name out of the message.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
-}
-
-fn join(parent: &str, field: &str) -> String {
-    if parent == "." || parent.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{parent}.{field}")
     }
 }
 

@@ -168,33 +168,98 @@ impl FieldError {
     }
 }
 
+/// Deserializes a field that is optional to send but must not be `null` when sent: an explicit
+/// `null` for a setting is a mistake to report, not a request to leave it alone.
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// A partial update, as the admin API and bulk-update receive it. Numbers are `i64` so that a
 /// negative or huge value is refused with its rule rather than a type error. The seed's short
 /// names (`max_size`, …) are accepted as aliases: its troubleshooting guide sends them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfigPatch {
-    #[serde(default, alias = "enabled", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "enabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_enabled: Option<bool>,
-    #[serde(default, alias = "strategy", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "strategy",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_strategy: Option<String>,
-    #[serde(default, alias = "min_size", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "min_size",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_min_size: Option<i64>,
-    #[serde(default, alias = "max_size", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "max_size",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_max_size: Option<i64>,
-    #[serde(default, alias = "timeout", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "timeout",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_timeout: Option<i64>,
-    #[serde(default, alias = "recycle_seconds", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "recycle_seconds",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_recycle_seconds: Option<i64>,
-    #[serde(default, alias = "pre_ping", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "pre_ping",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_pre_ping: Option<bool>,
-    #[serde(default, alias = "isolation", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "isolation",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_isolation: Option<String>,
-    #[serde(default, alias = "session_capacity", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "session_capacity",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_session_capacity: Option<i64>,
-    #[serde(default, alias = "lease_ttl", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "lease_ttl",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_lease_ttl: Option<i64>,
-    #[serde(default, alias = "idle_ttl", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "idle_ttl",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pool_idle_ttl: Option<i64>,
 }
 

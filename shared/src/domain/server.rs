@@ -11,7 +11,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::pool::{FieldError, PoolConfig, PoolConfigPatch};
+use super::pool::{present, FieldError, PoolConfig, PoolConfigPatch};
 
 pub const MAX_SERVER_ID_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 200;
@@ -252,12 +252,12 @@ pub struct NewServerInput {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub endpoints: Option<Vec<EndpointInput>>,
     /// Replaces the whole header set when present.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub headers: Option<BTreeMap<String, String>>,
     /// Pool fields of the same body, split off by the caller (see `PATCH_FIELDS`).
     #[serde(skip)]

@@ -74,7 +74,7 @@ pub async fn put_config(
     ApiJson(patch): ApiJson<PoolConfigPatch>,
 ) -> Result<Json<PoolView>, ApiError> {
     require_fields(&patch)?;
-    let now = Utc::now();
+    let now = poolgate_shared::domain::now();
     let server = state
         .store
         .update_server(&id, &caller.subject, "pool.config", |s| with_pool(s, &patch, now))
@@ -127,7 +127,7 @@ pub async fn bulk_update(
                 .map_err(ApiError::validation)?,
         ),
     };
-    let now = Utc::now();
+    let now = poolgate_shared::domain::now();
     let updated = state
         .store
         .bulk_update(ids.as_deref(), &caller.subject, "pool.bulk_update", |s| {

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Utc;
 use serde_json::{Map, Value};
 
 use poolgate_shared::domain::pool::{PoolConfigPatch, PATCH_FIELDS};
@@ -30,8 +29,8 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let (mut input, pool): (NewServerInput, _) = split_body(body)?;
     input.pool = pool;
-    let server =
-        Server::from_input(&input, &state.config.pooling.defaults, Utc::now()).map_err(ApiError::validation)?;
+    let server = Server::from_input(&input, &state.config.pooling.defaults, poolgate_shared::domain::now())
+        .map_err(ApiError::validation)?;
     state.store.create_server(&server, &caller.subject).await?;
     tracing::info!(server_id = %server.id, actor = %caller.subject, "server registered");
     let location = format!("/api/servers/{}", server.id);
@@ -63,7 +62,7 @@ pub async fn update(
 ) -> Result<Json<Server>, ApiError> {
     let (mut patch, pool): (ServerPatch, _) = split_body(body)?;
     patch.pool = pool;
-    let now = Utc::now();
+    let now = poolgate_shared::domain::now();
     let server = state
         .store
         .update_server(&id, &caller.subject, "server.update", |s| s.patched(&patch, now))

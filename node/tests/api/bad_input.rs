@@ -1,0 +1,223 @@
+//! Malformed requests get a JSON 4xx naming the problem, and change nothing.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::{error_of, read, Backend, TestApp};
+
+async fn raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    let mut req = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(app.admin_token())
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    read(req.send().await.expect("sent")).await
+}
+
+async fn malformed_requests(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("ADMIN_BODY_LIMIT", "4096")], &[]).await;
+    app.create_server("s1", json!({})).await;
+    let (_, before) = app.admin(Method::GET, "/api/servers", None).await;
+    let json_ct = Some("application/json");
+    // (method, path, content type, body, expected status, error code, error field)
+    type Case<'a> = (
+        Method,
+        &'a str,
+        Option<&'a str>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            b"{\"name\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            b"{\"name\": \"x\"} trailing".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            b"[1, 2]".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            br#"{"name": 5, "endpoints": []}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("name"),
+        ),
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            br#"{"name": "x", "endpoints": [{"url": 1}]}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("endpoints[0].url"),
+        ),
+        (
+            Method::POST,
+            "/api/servers",
+            json_ct,
+            br#"{"name": "x", "endpoints": [{"url": "http://a/", "wieght": 2}]}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("endpoints[0].wieght"),
+        ),
+        (
+            Method::PUT,
+            "/api/servers/s1/pool/config",
+            json_ct,
+            br#"{"pool_max_size": "10"}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("pool_max_size"),
+        ),
+        (
+            Method::PUT,
+            "/api/servers/s1/pool/config",
+            json_ct,
+            br#"{"pool_maxsize": 10}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("pool_maxsize"),
+        ),
+        (
+            Method::PUT,
+            "/api/servers/s1",
+            json_ct,
+            br#"{"name": null}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("name"),
+        ),
+        (
+            Method::PUT,
+            "/api/servers/s1",
+            Some("text/plain"),
+            br#"{"name": "x"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/servers/s1",
+            json_ct,
+            format!("{{\"name\": \"{}\"}}", "x".repeat(10_000)).into_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            None,
+        ),
+        (
+            Method::PUT,
+            "/api/servers/bulk-update",
+            json_ct,
+            br#"{"server_ids": "a", "pool_enabled": true}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            Some("server_ids"),
+        ),
+        (
+            Method::GET,
+            "/api/no/such/route",
+            None,
+            Vec::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+        ),
+        (
+            Method::PATCH,
+            "/api/servers/s1",
+            json_ct,
+            b"{}".to_vec(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/servers/%FF%FE",
+            None,
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/servers/has%20space",
+            None,
+            Vec::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            None,
+        ),
+        (
+            Method::GET,
+            "/api/audit?limit=many",
+            None,
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            None,
+        ),
+    ];
+    for (method, path, ct, body, status, code, field) in cases {
+        let label = format!(
+            "{method} {path} {}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+        let (got, err) = raw(&app, method, path, ct, body).await;
+        assert_eq!(got, status, "{label}: {err}");
+        let (got_code, got_field) = error_of(&err);
+        assert_eq!(got_code, code, "{label}: {err}");
+        if field.is_some() {
+            assert_eq!(got_field.as_deref(), field, "{label}: {err}");
+        }
+    }
+    let (_, after) = app.admin(Method::GET, "/api/servers", None).await;
+    assert_eq!(after, before, "no malformed request changed anything");
+    app.stop().await;
+}
+
+crate::on_both_backends!(malformed_requests);

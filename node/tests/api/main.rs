@@ -1,0 +1,14 @@
+//! HTTP-level tests of the node: one test binary (one link) with a module per area. Each test
+//! starts its own node on port 0 against its own database, on PostgreSQL and on SQLite.
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod bad_input;
+mod bulk;
+mod cli;
+mod migrations;
+mod pool_config;
+mod probes;
+mod servers;
