@@ -251,3 +251,15 @@ fn summary_lists_every_key() {
         assert!(names.contains(&key.env), "{} missing from summary", key.env);
     }
 }
+
+#[test]
+fn the_example_file_is_valid_and_matches_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.yaml");
+    let text = std::fs::read_to_string(&path).expect("config.example.yaml");
+    let from_file = load(&[], Some(&text)).expect("example is valid");
+    let defaults = load(&[], None).expect("defaults");
+    assert_eq!(
+        format!("{:?}", from_file.summary()[2..]),
+        format!("{:?}", defaults.summary()[2..])
+    );
+}
