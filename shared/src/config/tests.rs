@@ -259,7 +259,7 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
     let from_file = load(&[], Some(&text)).expect("example is valid");
     let defaults = load(&[], None).expect("defaults");
     assert_eq!(
-        format!("{:?}", from_file.summary()[2..]),
-        format!("{:?}", defaults.summary()[2..])
+        format!("{:?}", &from_file.summary()[2..]),
+        format!("{:?}", &defaults.summary()[2..])
     );
 }

@@ -1,0 +1,116 @@
+-- acquire: a lease on a slot chosen by the pool's strategy, a reservation to create one, or wait.
+-- ARGV: 1 lease_id (caller-chosen UUID; a re-sent call returns the same outcome, I11)
+--       2 holder (node id)  3 binding key ('' = none)
+-- Reply: {'L', lease_id, slot_id, slot_record, expires_ms, fresh(0|1)}   lease granted
+--        {'R', reservation_id, endpoint_index}                             create a slot, then commit/abort
+--        {'W', total, max}                                                 nothing free: wait for a release
+--        {'E', 'NOCONFIG'} pool not synced; {'E', 'BINDING_LOST'} the bound session is gone
+local lease_id, holder, key = ARGV[1], ARGV[2], ARGV[3]
+local c = load_cfg()
+if not c then return {'E', 'NOCONFIG'} end
+local now = now_ms()
+local closed = {}
+reclaim(c, now, 8, closed)
+
+-- Idempotency: this id already holds a lease or a reservation.
+local exp = redis.call('ZSCORE', K_LEASES, lease_id)
+if exp then
+  local ld = redis.call('HGET', K_LDATA, lease_id)
+  local s = ld and get_slot(string.match(ld, '^([^|]*)'))
+  if s then return lease_reply(lease_id, s, tonumber(exp), 0) end
+end
+local rd = redis.call('HGET', K_RDATA, lease_id)
+if rd then return {'R', lease_id, cmsgpack.unpack(rd).ep} end
+
+local function reserve()
+  local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
+  if total >= c.max then return {'W', total, c.max} end
+  -- The endpoint with the fewest slots for its weight.
+  local best, best_load = 0, nil
+  for i, w in ipairs(c.weights) do
+    local n = tonumber(redis.call('HGET', K_ST, 'ep:' .. (i - 1)) or '0')
+    local load = n / w
+    if best_load == nil or load < best_load then best, best_load = i - 1, load end
+  end
+  bump('ep:' .. best)
+  redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
+  redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))
+  return {'R', lease_id, best}
+end
+
+local function bind(s)
+  redis.call('HSET', K_BIND, key, s.id)
+  redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+  s.b = s.b + 1
+end
+
+if key ~= '' then
+  local sid = redis.call('HGET', K_BIND, key)
+  if sid then
+    local s = get_slot(sid)
+    if s and (s.st == 'ready' or s.st == 'draining') then
+      redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+      if s.l < c.cap then
+        local expires = grant(c, s, lease_id, holder, now)
+        return lease_reply(lease_id, s, expires, 0)
+      end
+      return {'W', s.l, c.cap}
+    end
+    -- The bound slot went away.
+    if c.iso == 'session' or (s and s.used == 1) then
+      unbind_key(c, key, closed)
+      return {'E', 'BINDING_LOST'}
+    end
+    unbind_key(c, key, closed)
+    bump('reb')
+  end
+end
+
+if c.strategy == 'none' then return reserve() end
+
+if c.iso == 'session' then
+  -- A new downstream session gets a fresh, never-bound slot of its own (I8).
+  local first = redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+  if not first then return reserve() end
+  local s = get_slot(first)
+  if key ~= '' then
+    s.used = 1
+    bind(s)
+  end
+  local expires = grant(c, s, lease_id, holder, now)
+  return lease_reply(lease_id, s, expires, 1)
+end
+
+if c.strategy == 'sticky' and key ~= '' then
+  -- Bounded-load affinity: the least-loaded slot; grow the pool when it is busy and we may.
+  local pick = redis.call('ZRANGE', K_BLOAD, 0, 0)[1]
+  local s = pick and get_slot(pick)
+  if s and s.l >= c.cap then
+    local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
+    if total < c.max then return reserve() end
+  end
+  if not s then return reserve() end
+  bind(s)
+  if s.l < c.cap then
+    local expires = grant(c, s, lease_id, holder, now)
+    return lease_reply(lease_id, s, expires, 0)
+  end
+  put_slot(s)
+  refresh(c, s)
+  return {'W', s.l, c.cap}
+end
+
+local pick
+if c.strategy == 'round_robin' then
+  local cursor = redis.call('HGET', K_ST, 'rr') or '0'
+  pick = redis.call('ZRANGEBYSCORE', K_AVAIL, '(' .. cursor, '+inf', 'LIMIT', 0, 1)[1]
+    or redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+else
+  -- least_connections (score = leases), weighted (score = pass), sticky without a key.
+  pick = redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+end
+if not pick then return reserve() end
+local s = get_slot(pick)
+if c.strategy == 'round_robin' then redis.call('HSET', K_ST, 'rr', s.seq) end
+local expires = grant(c, s, lease_id, holder, now)
+return lease_reply(lease_id, s, expires, 0)

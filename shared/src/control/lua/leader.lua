@@ -1,0 +1,23 @@
+-- leader election (keys of the leader hash tag, not of a pool).
+-- KEYS: 1 holder (STRING "holder|term", expiry set here by PX — never by a node)  2 term (counter, never deleted)
+-- ARGV: 1 op (campaign | renew | resign)  2 holder  3 term (renew, resign)  4 ttl ms (campaign, renew)
+-- Reply: campaign {1, term} won / {0, current "holder|term"}; renew and resign {1} / {0}
+local op, holder = ARGV[1], ARGV[2]
+if op == 'campaign' then
+  local cur = redis.call('GET', KEYS[1])
+  if cur then return {0, cur} end
+  local term = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], holder .. '|' .. term, 'PX', tonumber(ARGV[4]))
+  return {1, term}
+end
+local mine = holder .. '|' .. ARGV[3]
+if redis.call('GET', KEYS[1]) ~= mine then return {0} end
+if op == 'renew' then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+  return {1}
+end
+if op == 'resign' then
+  redis.call('DEL', KEYS[1])
+  return {1}
+end
+return redis.error_reply('unknown leader op ' .. tostring(op))

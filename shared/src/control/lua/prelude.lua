@@ -1,0 +1,212 @@
+-- poolgate pool scripts: shared prelude, prepended to every pool script at load time.
+--
+-- KEYS (every pool script receives all twelve, in this order; all carry the pool's hash tag so
+-- each script touches one Cluster slot):
+--   1 cfg    HASH  pool configuration synced from the store (strategy, iso, max, cap, ...)
+--   2 slots  HASH  slot id -> MessagePack slot record (see SlotRecord in Rust)
+--   3 all    ZSET  slot id -> created (ms); counts toward max (I1)
+--   4 avail  ZSET  slots selectable now (spare capacity); score by strategy
+--   5 bload  ZSET  slot id -> bindings (sticky: least-loaded first)
+--   6 resv   ZSET  reservation id -> expiry (ms); counts toward max (I1)
+--   7 rdata  HASH  reservation id -> MessagePack {ep, holder, key, lease}
+--   8 leases ZSET  lease id -> expiry (ms)
+--   9 ldata  HASH  lease id -> slot id
+--  10 bind   HASH  binding key -> slot id
+--  11 bexp   ZSET  binding key -> idle expiry (ms)
+--  12 st     HASH  counters and cursors (seq, rr, vtime, fence, acq, rel, cre, des, tmo, reb, err, exp, ep:<i>)
+-- Every time comes from TIME here (I5): nodes never send a clock.
+local K_CFG, K_SLOTS, K_ALL, K_AVAIL, K_BLOAD, K_RESV, K_RDATA, K_LEASES, K_LDATA, K_BIND, K_BEXP, K_ST =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local CHANNEL = K_ST .. ':ev'
+local SLOT_VERSION = 1
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The pool's configuration, or nil when it was never synced (or Redis restarted empty).
+local function load_cfg()
+  local raw = redis.call('HGETALL', K_CFG)
+  if #raw == 0 then return nil end
+  local c = {}
+  for i = 1, #raw, 2 do c[raw[i]] = raw[i + 1] end
+  for _, f in ipairs({'max', 'cap', 'lease_ttl', 'idle_ttl', 'resv_ttl', 'sticky_c', 'gen'}) do
+    c[f] = tonumber(c[f])
+  end
+  c.weights = {}
+  for w in string.gmatch(c.ew or '1', '[^,]+') do c.weights[#c.weights + 1] = tonumber(w) end
+  return c
+end
+
+local function get_slot(id)
+  local raw = redis.call('HGET', K_SLOTS, id)
+  if not raw then return nil end
+  return cmsgpack.unpack(raw)
+end
+
+local function put_slot(s)
+  redis.call('HSET', K_SLOTS, s.id, cmsgpack.pack(s))
+end
+
+local function bump(field, by)
+  redis.call('HINCRBY', K_ST, field, by or 1)
+end
+
+-- Effective weight for the weighted strategy: endpoint weight scaled down by error rate and
+-- latency (100 ms halves it). Deterministic given the slot's state.
+local function eff_weight(s)
+  local w = s.w * (1 - math.min(s.er, 0.95)) * 100 / (100 + s.ew)
+  if w < 0.001 then w = 0.001 end
+  return w
+end
+
+-- Whether a slot can be picked for a new lease or binding, and its score in avail.
+local function selectable(c, s)
+  if s.st ~= 'ready' then return false end
+  if c.iso == 'session' then return s.used == 0 and s.l == 0 end
+  return s.l < c.cap
+end
+
+local function avail_score(c, s)
+  if c.iso == 'session' or c.strategy == 'round_robin' then return s.seq end
+  if c.strategy == 'weighted' then return s.pass end
+  return s.l
+end
+
+local function refresh(c, s)
+  if selectable(c, s) then
+    if c.strategy == 'weighted' then
+      local vt = tonumber(redis.call('HGET', K_ST, 'vtime') or '0')
+      if s.pass < vt then s.pass = vt end
+    end
+    redis.call('ZADD', K_AVAIL, avail_score(c, s), s.id)
+  else
+    redis.call('ZREM', K_AVAIL, s.id)
+  end
+  if c.iso == 'shared' and c.strategy == 'sticky' and s.st == 'ready' then
+    redis.call('ZADD', K_BLOAD, s.b, s.id)
+  else
+    redis.call('ZREM', K_BLOAD, s.id)
+  end
+end
+
+-- Removes a slot for good; returns its packed record so the caller can close the upstream session.
+local function delete_slot(s)
+  redis.call('HDEL', K_SLOTS, s.id)
+  redis.call('ZREM', K_ALL, s.id)
+  redis.call('ZREM', K_AVAIL, s.id)
+  redis.call('ZREM', K_BLOAD, s.id)
+  bump('ep:' .. s.ep, -1)
+  bump('des')
+  s.st = 'closed'
+  return cmsgpack.pack(s)
+end
+
+-- A slot leaves when nothing holds it any more: retired or unhealthy with no leases, or
+-- draining with no leases and no bindings. Returns the packed record when it was deleted.
+local function settle(c, s, closed)
+  local gone = (s.st == 'retired' or s.st == 'unhealthy') and s.l == 0
+  gone = gone or (s.st == 'draining' and s.l == 0 and s.b == 0)
+  if gone then
+    closed[#closed + 1] = delete_slot(s)
+    return true
+  end
+  put_slot(s)
+  refresh(c, s)
+  return false
+end
+
+local function lease_reply(lease_id, s, expires, fresh)
+  return {'L', lease_id, s.id, cmsgpack.pack(s), expires, fresh}
+end
+
+local function grant(c, s, lease_id, holder, now)
+  s.l = s.l + 1
+  s.r = s.r + 1
+  s.u = now
+  if c.strategy == 'weighted' and c.iso == 'shared' then
+    local vt = tonumber(redis.call('HGET', K_ST, 'vtime') or '0')
+    if s.pass < vt then s.pass = vt end
+    redis.call('HSET', K_ST, 'vtime', s.pass)
+    s.pass = s.pass + 1000000 / eff_weight(s)
+  end
+  put_slot(s)
+  refresh(c, s)
+  local expires = now + c.lease_ttl
+  redis.call('ZADD', K_LEASES, expires, lease_id)
+  redis.call('HSET', K_LDATA, lease_id, s.id .. '|' .. holder)
+  bump('acq')
+  return expires
+end
+
+local function unbind_key(c, key, closed)
+  local sid = redis.call('HGET', K_BIND, key)
+  redis.call('HDEL', K_BIND, key)
+  redis.call('ZREM', K_BEXP, key)
+  if not sid then return false end
+  local s = get_slot(sid)
+  if s then
+    s.b = math.max(0, s.b - 1)
+    if s.used == 1 then s.st = 'retired' end -- session isolation: never reused after its binding (I8)
+    settle(c, s, closed)
+  end
+  redis.call('PUBLISH', CHANNEL, 'u')
+  return true
+end
+
+local function release_lease(c, lease_id, latency, err, retire, closed)
+  local ld = redis.call('HGET', K_LDATA, lease_id)
+  if not ld then return false end -- unknown, expired or already released: nothing changes (I3)
+  redis.call('HDEL', K_LDATA, lease_id)
+  redis.call('ZREM', K_LEASES, lease_id)
+  local sid = string.match(ld, '^([^|]*)')
+  local s = get_slot(sid)
+  if s then
+    s.l = math.max(0, s.l - 1)
+    if latency >= 0 then
+      if s.ew == 0 then s.ew = latency else s.ew = s.ew * 0.8 + latency * 0.2 end
+    end
+    s.er = s.er * 0.9 + err * 0.1
+    if retire == 1 then s.st = 'retired' end
+    settle(c, s, closed)
+  end
+  if err == 1 then bump('err') end
+  bump('rel')
+  redis.call('PUBLISH', CHANNEL, 'r')
+  return true
+end
+
+local function abort_resv(id)
+  local rd = redis.call('HGET', K_RDATA, id)
+  redis.call('ZREM', K_RESV, id)
+  redis.call('HDEL', K_RDATA, id)
+  if not rd then return false end
+  local r = cmsgpack.unpack(rd)
+  bump('ep:' .. r.ep, -1)
+  redis.call('PUBLISH', CHANNEL, 'a')
+  return true
+end
+
+-- Reclaims up to `limit` expired leases, bindings and reservations (I4). Returns counts.
+local function reclaim(c, now, limit, closed)
+  local n_l, n_b, n_r = 0, 0, 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', now, 'LIMIT', 0, limit)) do
+    if release_lease(c, id, -1, 0, 0, closed) then n_l = n_l + 1; bump('exp') end
+  end
+  for _, key in ipairs(redis.call('ZRANGEBYSCORE', K_BEXP, '-inf', now, 'LIMIT', 0, limit)) do
+    if unbind_key(c, key, closed) then n_b = n_b + 1 end
+  end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_RESV, '-inf', now, 'LIMIT', 0, limit)) do
+    if abort_resv(id) then n_r = n_r + 1 end
+  end
+  return n_l, n_b, n_r
+end
+
+-- Refuses a leader-only write whose fencing token is older than one already seen here (I6).
+local function check_fence(token)
+  local seen = tonumber(redis.call('HGET', K_ST, 'fence') or '0')
+  if token < seen then return false, seen end
+  if token > seen then redis.call('HSET', K_ST, 'fence', token) end
+  return true, seen
+end

@@ -1,0 +1,8 @@
+-- renew: extend a lease by the pool's lease TTL from now (long streams).
+-- ARGV: 1 lease id.  Reply: {1, expires_ms} or {0} when the lease is unknown (expired, reclaimed).
+local c = load_cfg()
+if not c then return {0} end
+if not redis.call('ZSCORE', K_LEASES, ARGV[1]) then return {0} end
+local expires = now_ms() + c.lease_ttl
+redis.call('ZADD', K_LEASES, 'XX', expires, ARGV[1])
+return {1, expires}
