@@ -21,6 +21,7 @@
 //! so a re-sent call never takes a second lease (I11).
 
 mod codec;
+mod directory;
 mod embedded;
 pub mod keys;
 mod redis;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use codec::{SlotMeta, SlotRecord, SlotState, SLOT_RECORD_VERSION};
+pub use directory::Pools;
 pub use embedded::EmbeddedControlPlane;
 pub use redis::RedisControlPlane;
 
@@ -75,6 +77,9 @@ pub enum ControlError {
     /// The control plane answered something this release does not understand.
     #[error("unexpected control-plane reply: {0}")]
     Protocol(String),
+    /// No server with this id exists in the store.
+    #[error("unknown pool {0}")]
+    UnknownPool(String),
     /// The configuration cannot produce a client (bad URL).
     #[error("control plane configuration: {0}")]
     Config(String),
