@@ -230,10 +230,12 @@ impl Pool {
         } else {
             self.avail.rem(&s.id);
         }
-        if c.iso == Isolation::Shared && c.strategy == Strategy::Sticky && s.state == SlotState::Ready {
-            self.bload.add(&s.id, f64::from(s.bindings));
-        } else {
-            self.bload.rem(&s.id);
+        if c.iso == Isolation::Shared && c.strategy == Strategy::Sticky {
+            if s.state == SlotState::Ready {
+                self.bload.add(&s.id, f64::from(s.bindings));
+            } else {
+                self.bload.rem(&s.id);
+            }
         }
     }
 

@@ -182,7 +182,10 @@ fn changed(reply: Vec<Value>) -> Result<Changed, ControlError> {
 impl RedisControlPlane {
     /// Builds the clients and starts connecting in the background.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, ControlError> {
-        let config = FredConfig::from_url(url).map_err(|e| ControlError::Config(e.to_string()))?;
+        let mut config = FredConfig::from_url(url).map_err(|e| ControlError::Config(e.to_string()))?;
+        // Apply the reconnect policy to the first connection too: a node started while Redis is
+        // down must connect once it comes up (fred's default gives up on a failed first attempt).
+        config.fail_fast = false;
         let mut builder = Builder::from_config(config);
         builder
             .with_connection_config(|c| {

@@ -84,10 +84,13 @@ local function refresh(c, s)
   else
     redis.call('ZREM', K_AVAIL, s.id)
   end
-  if c.iso == 'shared' and c.strategy == 'sticky' and s.st == 'ready' then
-    redis.call('ZADD', K_BLOAD, s.b, s.id)
-  else
-    redis.call('ZREM', K_BLOAD, s.id)
+  -- bload exists only for sticky shared pools (sync clears it when the strategy changes).
+  if c.iso == 'shared' and c.strategy == 'sticky' then
+    if s.st == 'ready' then
+      redis.call('ZADD', K_BLOAD, s.b, s.id)
+    else
+      redis.call('ZREM', K_BLOAD, s.id)
+    end
   end
 end
 
