@@ -30,7 +30,11 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { redis_url: None, ops: 20_000, out: None };
+    let mut args = Args {
+        redis_url: None,
+        ops: 20_000,
+        out: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -59,7 +63,16 @@ impl Drop for PrivateRedis {
 fn start_redis() -> anyhow::Result<(PrivateRedis, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = std::process::Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .context("cannot start redis-server (apt-get install redis-server)")?;
@@ -142,7 +155,10 @@ async fn fill(cp: &ControlPlane, pool: &ServerId, n: usize) -> anyhow::Result<()
     let mut leases = Vec::with_capacity(n);
     for i in 0..n {
         match cp.try_acquire(pool, &AcquireRequest::new("bench", None)).await? {
-            Attempt::Create(r) => match cp.commit(pool, &r.id, &format!("slot-{i}"), &SlotMeta::default()).await? {
+            Attempt::Create(r) => match cp
+                .commit(pool, &r.id, &format!("slot-{i}"), &SlotMeta::default())
+                .await?
+            {
                 Committed::Leased(l) => leases.push(l.id),
                 Committed::Added(_) => {}
             },
@@ -191,7 +207,11 @@ async fn main() -> anyhow::Result<()> {
     let mut rows: Vec<(Measure, Measure, f64, usize)> = Vec::new();
     for slots in [64usize, 10_000] {
         let pool = ServerId::parse(&format!("bench-{slots}"))?;
-        cp.sync(&pool, &spec(Strategy::LeastConnections, Isolation::Shared, slots as u32)).await?;
+        cp.sync(
+            &pool,
+            &spec(Strategy::LeastConnections, Isolation::Shared, slots as u32),
+        )
+        .await?;
         fill(&cp, &pool, slots).await?;
         for &c in &LEVELS {
             let client = client.clone();
@@ -211,7 +231,15 @@ async fn main() -> anyhow::Result<()> {
                     let req = AcquireRequest::new(&format!("bench-{t}"), None);
                     match cp.try_acquire(&pool, &req).await? {
                         Attempt::Leased(l) => {
-                            cp.release(&pool, &l.id, Outcome { latency_ms: Some(1), ..Default::default() }).await?;
+                            cp.release(
+                                &pool,
+                                &l.id,
+                                Outcome {
+                                    latency_ms: Some(1),
+                                    ..Default::default()
+                                },
+                            )
+                            .await?;
                             Ok(2)
                         }
                         other => bail!("unexpected {other:?}"),
@@ -231,7 +259,8 @@ async fn main() -> anyhow::Result<()> {
     // Memory per slot, lease and binding (session isolation: one binding per slot).
     let mem_pool = ServerId::parse("bench-mem")?;
     let n = 10_000usize;
-    cp.sync(&mem_pool, &spec(Strategy::RoundRobin, Isolation::Session, n as u32)).await?;
+    cp.sync(&mem_pool, &spec(Strategy::RoundRobin, Isolation::Session, n as u32))
+        .await?;
     let m0 = used_memory(&client).await?;
     fill(&cp, &mem_pool, n).await?;
     let m1 = used_memory(&client).await?;
