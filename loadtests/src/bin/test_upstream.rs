@@ -1,0 +1,30 @@
+//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N]`: runs the test upstream MCP
+//! server on 127.0.0.1 until interrupted.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use poolgate_loadtests::upstream::{Upstream, UpstreamConfig};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (mut port, mut config) = (0u16, UpstreamConfig::default());
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value: u64 = it
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?
+            .parse()
+            .context("a number")?;
+        match flag.as_str() {
+            "--port" => port = u16::try_from(value).context("--port out of range")?,
+            "--handshake-ms" => config.handshake = Duration::from_millis(value),
+            "--latency-ms" => config.latency = Duration::from_millis(value),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    let upstream = Upstream::start(([127, 0, 0, 1], port).into(), config).await?;
+    println!("{}", upstream.url());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! A fast test upstream: a Streamable HTTP MCP server (session era: 2025-03-26, 2025-06-18,
+//! 2025-11-25) used by the tests and the load scenarios.
+//!
+//! Tools: `echo {text}`, `add {a, b}`, `slow {ms, steps}` (progress notifications over SSE when the
+//! request carries a progress token), and `counter {}` — a counter per upstream session, so a test
+//! can prove that two clients never share an upstream session. A configurable handshake cost (on
+//! `initialize`) and per-call latency model real servers. `GET /stats` reports what happened
+//! (initializes, deletes, calls, live sessions) so tests can observe the gateway's behaviour.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// Protocol versions this server speaks, oldest first.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// How the upstream behaves.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamConfig {
+    /// Added to every `initialize` (the cost of creating an upstream session).
+    pub handshake: Duration,
+    /// Added to every request other than `initialize`.
+    pub latency: Duration,
+}
+
+/// What happened, for tests.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub initializes: AtomicU64,
+    pub deletes: AtomicU64,
+    pub requests: AtomicU64,
+    pub tool_calls: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    counter: u64,
+}
+
+struct Inner {
+    config: UpstreamConfig,
+    sessions: Mutex<HashMap<String, Session>>,
+    stats: Stats,
+}
+
+/// A running upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+    pub addr: SocketAddr,
+}
+
+impl Upstream {
+    /// Binds `addr` (use port 0 for any free port) and serves in the background.
+    pub async fn start(addr: SocketAddr, config: UpstreamConfig) -> std::io::Result<Upstream> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            config,
+            sessions: Mutex::default(),
+            stats: Stats::default(),
+        });
+        let app = router(inner.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Upstream { inner, addr })
+    }
+
+    /// The MCP endpoint URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        self.inner.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
+fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/mcp", get(no_stream).post(post).delete(delete))
+        .route("/stats", get(stats))
+        .with_state(inner)
+}
+
+async fn no_stream() -> StatusCode {
+    StatusCode::METHOD_NOT_ALLOWED
+}
+
+async fn stats(State(inner): State<Arc<Inner>>) -> Json<Value> {
+    let s = &inner.stats;
+    Json(json!({
+        "initializes": s.initializes.load(Ordering::Relaxed),
+        "deletes": s.deletes.load(Ordering::Relaxed),
+        "requests": s.requests.load(Ordering::Relaxed),
+        "tool_calls": s.tool_calls.load(Ordering::Relaxed),
+        "live_sessions": inner.sessions.lock().map(|m| m.len()).unwrap_or(0),
+    }))
+}
+
+fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, Json(body)).into_response()
+}
+
+async fn delete(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> StatusCode {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let removed = inner
+        .sessions
+        .lock()
+        .map(|mut s| s.remove(id).is_some())
+        .unwrap_or(false);
+    if removed {
+        inner.stats.deletes.fetch_add(1, Ordering::Relaxed);
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    }
+}
+
+async fn post(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    inner.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+        return json_response(StatusCode::BAD_REQUEST, rpc_error(&Value::Null, -32700, "parse error"));
+    };
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = msg.get("method").and_then(Value::as_str) else {
+        // A response from the client (to a server request): accepted.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    if method == "initialize" {
+        tokio::time::sleep(inner.config.handshake).await;
+        let asked = msg
+            .pointer("/params/protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let version = SUPPORTED_VERSIONS
+            .iter()
+            .find(|v| **v == asked)
+            .unwrap_or(&SUPPORTED_VERSIONS[2]);
+        let session = uuid::Uuid::new_v4().simple().to_string();
+        if let Ok(mut s) = inner.sessions.lock() {
+            s.insert(session.clone(), Session::default());
+        }
+        inner.stats.initializes.fetch_add(1, Ordering::Relaxed);
+        let result = json!({
+            "protocolVersion": version,
+            "capabilities": {"tools": {"listChanged": false}},
+            "serverInfo": {"name": "poolgate-test-upstream", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let mut resp = json_response(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}));
+        if let Ok(v) = HeaderValue::from_str(&session) {
+            resp.headers_mut().insert(SESSION_HEADER, v);
+        }
+        return resp;
+    }
+    let Some(session) = headers
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            rpc_error(&id, -32600, "Bad Request: missing session id"),
+        );
+    };
+    if !inner.sessions.lock().map(|s| s.contains_key(&session)).unwrap_or(false) {
+        return json_response(StatusCode::NOT_FOUND, rpc_error(&id, -32001, "Session not found"));
+    }
+    if msg.get("id").is_none() {
+        return StatusCode::ACCEPTED.into_response(); // a notification
+    }
+    tokio::time::sleep(inner.config.latency).await;
+    let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    match method {
+        "ping" => json_response(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": {}})),
+        "tools/list" => json_response(
+            StatusCode::OK,
+            json!({"jsonrpc": "2.0", "id": id, "result": {"tools": tools()}}),
+        ),
+        "tools/call" => call_tool(&inner, &session, id, &params, &headers).await,
+        _ => json_response(
+            StatusCode::OK,
+            rpc_error(&id, -32601, &format!("Method not found: {method}")),
+        ),
+    }
+}
+
+fn tools() -> Value {
+    let schema = |props: Value| json!({"type": "object", "properties": props});
+    json!([
+        {"name": "echo", "description": "Echoes text back", "inputSchema": schema(json!({"text": {"type": "string"}}))},
+        {"name": "add", "description": "Adds two numbers", "inputSchema": schema(json!({"a": {"type": "number"}, "b": {"type": "number"}}))},
+        {"name": "slow", "description": "Sleeps ms milliseconds, reporting progress in steps",
+         "inputSchema": schema(json!({"ms": {"type": "integer"}, "steps": {"type": "integer"}}))},
+        {"name": "counter", "description": "Increments and returns a counter kept per upstream session", "inputSchema": schema(json!({}))},
+    ])
+}
+
+fn text_result(id: &Value, text: String, structured: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": text}], "structuredContent": structured}})
+}
+
+async fn call_tool(inner: &Arc<Inner>, session: &str, id: Value, params: &Value, headers: &HeaderMap) -> Response {
+    inner.stats.tool_calls.fetch_add(1, Ordering::Relaxed);
+    let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
+    let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+    match name {
+        "echo" => {
+            let text = args.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
+            json_response(StatusCode::OK, text_result(&id, text.clone(), json!({"text": text})))
+        }
+        "add" => {
+            let a = args.get("a").and_then(Value::as_f64).unwrap_or(0.0);
+            let b = args.get("b").and_then(Value::as_f64).unwrap_or(0.0);
+            json_response(
+                StatusCode::OK,
+                text_result(&id, format!("{}", a + b), json!({"sum": a + b})),
+            )
+        }
+        "counter" => {
+            let count = inner
+                .sessions
+                .lock()
+                .ok()
+                .and_then(|mut s| {
+                    s.get_mut(session).map(|sess| {
+                        sess.counter += 1;
+                        sess.counter
+                    })
+                })
+                .unwrap_or(0);
+            json_response(
+                StatusCode::OK,
+                text_result(&id, count.to_string(), json!({"count": count, "session": session})),
+            )
+        }
+        "slow" => {
+            let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100).min(60_000);
+            let steps = args.get("steps").and_then(Value::as_u64).unwrap_or(0).min(100);
+            let token = params.pointer("/_meta/progressToken").cloned();
+            let wants_sse = headers
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/event-stream"));
+            match token.filter(|_| steps > 0 && wants_sse) {
+                None => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    json_response(
+                        StatusCode::OK,
+                        text_result(&id, format!("slept {ms} ms"), json!({"ms": ms})),
+                    )
+                }
+                Some(token) => sse_progress(id, token, ms, steps),
+            }
+        }
+        other => json_response(
+            StatusCode::OK,
+            json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": format!("unknown tool {other}")}], "isError": true}}),
+        ),
+    }
+}
+
+/// `steps` progress notifications spread over `ms`, then the result, as one SSE stream.
+fn sse_progress(id: Value, token: Value, ms: u64, steps: u64) -> Response {
+    let step = Duration::from_millis(ms / steps.max(1));
+    let stream = futures_util::stream::unfold(0u64, move |i| {
+        let (id, token) = (id.clone(), token.clone());
+        async move {
+            if i > steps {
+                return None;
+            }
+            let msg = if i < steps {
+                tokio::time::sleep(step).await;
+                json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                       "params": {"progressToken": token, "progress": i + 1, "total": steps}})
+            } else {
+                text_result(&id, format!("slept {ms} ms"), json!({"ms": ms}))
+            };
+            Some((
+                Ok::<_, Infallible>(Bytes::from(format!("event: message\ndata: {msg}\n\n"))),
+                i + 1,
+            ))
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    resp
+}
