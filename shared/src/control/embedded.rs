@@ -1,12 +1,12 @@
 //! The embedded control plane: the single node's in-process twin of the Redis one.
 //!
 //! It mirrors `lua/*.lua` function by function (same names: `refresh`, `settle`, `grant`,
-//! `unbind_key`, `release_lease`, `reclaim`, …) over in-memory versions of the same twelve keys,
+//! `unbind_key`, `release_lease`, `reclaim`, …) over in-memory versions of the same thirteen keys,
 //! so both backends make the same decisions and return the same errors; the conformance suite
 //! runs unchanged against both. One mutex guards all pools — each operation is as atomic as a
 //! Lua script, and none awaits while holding it. Its clock plays the role of Redis `TIME`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ use crate::domain::server::ServerId;
 
 /// How many expired items of each kind an acquire reclaims on its way (as `acquire.lua`).
 const ACQUIRE_RECLAIM_LIMIT: usize = 8;
+/// Bound of the outbox of removed slots (`OUTBOX_MAX` in the prelude).
+const OUTBOX_MAX: usize = 10_000;
+/// Binding value while a key's first slot is being created (`PENDING` in the prelude).
+const PENDING: &str = "resv:";
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -131,7 +135,7 @@ struct Resv {
     lease: bool,
 }
 
-/// One pool: the in-memory twin of its twelve Redis keys.
+/// One pool: the in-memory twin of its thirteen Redis keys.
 #[derive(Debug)]
 struct Pool {
     cfg: Option<Cfg>,
@@ -153,6 +157,8 @@ struct Pool {
     fence: u64,
     counters: HashMap<&'static str, i64>,
     per_endpoint: HashMap<u32, i64>,
+    /// `closing`: removed slots no caller was told about yet.
+    closing: VecDeque<SlotRecord>,
     notify: watch::Sender<u64>,
 }
 
@@ -177,6 +183,7 @@ impl Pool {
             fence: 0,
             counters: HashMap::new(),
             per_endpoint: HashMap::new(),
+            closing: VecDeque::new(),
             notify: watch::channel(0).0,
         }
     }
@@ -340,8 +347,20 @@ impl Pool {
         self.resv.rem(id);
         let Some(r) = self.rdata.remove(id) else { return false };
         *self.per_endpoint.entry(r.ep).or_default() -= 1;
+        if !r.key.is_empty() && self.bind.get(&r.key).is_some_and(|v| *v == format!("{PENDING}{id}")) {
+            self.bind.remove(&r.key);
+            self.bexp.rem(&r.key);
+        }
         self.publish();
         true
+    }
+
+    /// `push_outbox`.
+    fn push_outbox(&mut self, closed: Vec<SlotRecord>) {
+        self.closing.extend(closed);
+        while self.closing.len() > OUTBOX_MAX {
+            self.closing.pop_front();
+        }
     }
 
     fn reclaim(&mut self, c: &Cfg, now: i64, limit: usize, closed: &mut Vec<SlotRecord>) -> (u32, u32, u32) {
@@ -411,6 +430,10 @@ impl Pool {
                 lease: true,
             },
         );
+        if !key.is_empty() && !self.bind.contains_key(key) {
+            self.bind.insert(key.to_owned(), format!("{PENDING}{lease_id}"));
+            self.bexp.add(key, (now + c.idle_ttl) as f64);
+        }
         Attempt::Create(Reservation {
             id: lease_id.to_owned(),
             endpoint: best,
@@ -429,6 +452,7 @@ impl Pool {
         let now = now_ms();
         let mut closed = Vec::new();
         self.reclaim(&c, now, ACQUIRE_RECLAIM_LIMIT, &mut closed);
+        self.push_outbox(closed);
         let (lease_id, holder) = (req.lease_id.as_str(), req.holder.as_str());
         let key = req.key.as_deref().unwrap_or("");
 
@@ -450,7 +474,19 @@ impl Pool {
         }
 
         if !key.is_empty() {
-            if let Some(sid) = self.bind.get(key).cloned() {
+            let mut bound = self.bind.get(key).cloned();
+            if let Some(rid) = bound.as_deref().and_then(|v| v.strip_prefix(PENDING)) {
+                if self.resv.score(rid).is_some() {
+                    return Ok(Attempt::Wait {
+                        in_use: 0,
+                        limit: c.cap,
+                    });
+                }
+                self.bind.remove(key);
+                self.bexp.rem(key);
+                bound = None;
+            }
+            if let Some(sid) = bound {
                 let s = self.slots.get(&sid).cloned();
                 match s {
                     Some(s) if matches!(s.state, SlotState::Ready | SlotState::Draining) => {
@@ -466,7 +502,9 @@ impl Pool {
                     }
                     s => {
                         let session_bound = s.as_ref().is_some_and(|s| s.used == 1);
-                        self.unbind_key(&c, key, &mut closed);
+                        let mut lost = Vec::new();
+                        self.unbind_key(&c, key, &mut lost);
+                        self.push_outbox(lost);
                         if c.iso == Isolation::Session || session_bound {
                             return Err(ControlError::BindingLost);
                         }
@@ -585,6 +623,12 @@ impl Pool {
             return Ok(Committed::Added(slot_id.to_owned()));
         }
         if !r.key.is_empty() {
+            if self.bind.get(&r.key) != Some(&format!("{PENDING}{resv_id}")) {
+                self.slots.insert(s.id.clone(), s.clone());
+                self.refresh(&c, &s);
+                self.publish();
+                return Ok(Committed::Added(slot_id.to_owned()));
+            }
             self.bind.insert(r.key.clone(), slot_id.to_owned());
             self.bexp.add(&r.key, (now + c.idle_ttl) as f64);
             s.bindings = 1;
@@ -725,8 +769,12 @@ impl EmbeddedControlPlane {
     pub async fn renew(&self, pool: &ServerId, lease: &str) -> Result<Option<i64>, ControlError> {
         self.with_pool(pool, |p| {
             let c = p.cfg.clone()?;
-            p.leases.score(lease)?;
-            let expires = now_ms() + c.lease_ttl;
+            let now = now_ms();
+            // An expired lease stays dead even before a reclaim pass removes it.
+            if p.leases.score(lease)? <= now as f64 {
+                return None;
+            }
+            let expires = now + c.lease_ttl;
             p.leases.add(lease, expires as f64);
             Some(expires)
         })
@@ -781,6 +829,8 @@ impl EmbeddedControlPlane {
             };
             let mut closed = Vec::new();
             let (leases, bindings, reservations) = p.reclaim(&c, now_ms(), limit as usize, &mut closed);
+            let pending = p.closing.len().min(limit as usize);
+            closed.extend(p.closing.drain(..pending));
             Reclaimed {
                 leases,
                 bindings,

@@ -5,9 +5,9 @@
 
 use crate::domain::server::ServerId;
 
-/// Names of the twelve keys a pool script receives, in `KEYS` order (see `lua/prelude.lua`).
-pub const POOL_KEY_SUFFIXES: [&str; 12] = [
-    "cfg", "slots", "all", "avail", "bload", "resv", "rdata", "leases", "ldata", "bind", "bexp", "st",
+/// Names of the thirteen keys a pool script receives, in `KEYS` order (see `lua/prelude.lua`).
+pub const POOL_KEY_SUFFIXES: [&str; 13] = [
+    "cfg", "slots", "all", "avail", "bload", "resv", "rdata", "leases", "ldata", "bind", "bexp", "st", "closing",
 ];
 
 /// The keys of one pool.
@@ -85,7 +85,7 @@ mod tests {
         for id in ["server-1", "a", "x.y_z-9", "leader"] {
             let pool = ServerId::parse(id).expect("valid id");
             let keys = PoolKeys::new("mcpgateway:pool:", &pool);
-            assert_eq!(keys.keys.len(), 12);
+            assert_eq!(keys.keys.len(), 13);
             let slot = hash_slot(&keys.keys[0]);
             assert!(keys.keys.iter().all(|k| hash_slot(k) == slot), "{keys:?}");
             assert!(keys.keys.iter().all(|k| k.starts_with("mcpgateway:pool:{")));

@@ -11,6 +11,7 @@ if not c then return {'E', 'NOCONFIG'} end
 local now = now_ms()
 local closed = {}
 reclaim(c, now, 8, closed)
+push_outbox(closed)
 
 -- Idempotency: this id already holds a lease or a reservation.
 local exp = redis.call('ZSCORE', K_LEASES, lease_id)
@@ -35,6 +36,11 @@ local function reserve()
   bump('ep:' .. best)
   redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
   redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))
+  if key ~= '' and not redis.call('HGET', K_BIND, key) then
+    -- Mark the key as pending so a racing acquire for it waits for this slot (one slot per key).
+    redis.call('HSET', K_BIND, key, PENDING .. lease_id)
+    redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+  end
   return {'R', lease_id, best}
 end
 
@@ -46,6 +52,13 @@ end
 
 if key ~= '' then
   local sid = redis.call('HGET', K_BIND, key)
+  if sid and string.sub(sid, 1, #PENDING) == PENDING then
+    -- Another acquire is creating this key's slot: wait for its commit (or its expiry).
+    if redis.call('ZSCORE', K_RESV, string.sub(sid, #PENDING + 1)) then return {'W', 0, c.cap} end
+    redis.call('HDEL', K_BIND, key)
+    redis.call('ZREM', K_BEXP, key)
+    sid = nil
+  end
   if sid then
     local s = get_slot(sid)
     if s and (s.st == 'ready' or s.st == 'draining') then
@@ -57,11 +70,10 @@ if key ~= '' then
       return {'W', s.l, c.cap}
     end
     -- The bound slot went away.
-    if c.iso == 'session' or (s and s.used == 1) then
-      unbind_key(c, key, closed)
-      return {'E', 'BINDING_LOST'}
-    end
-    unbind_key(c, key, closed)
+    local lost = {}
+    unbind_key(c, key, lost)
+    push_outbox(lost)
+    if c.iso == 'session' or (s and s.used == 1) then return {'E', 'BINDING_LOST'} end
     bump('reb')
   end
 end

@@ -1,7 +1,8 @@
 -- commit: the reservation's slot was created upstream; add it to the pool.
 -- ARGV: 1 reservation id  2 slot id  3 meta (a MessagePack map from the node: upstream session id, ...)
 -- Reply: {'L', ...} as acquire when the reservation came from an acquire (the lease id is the
---        reservation id, bound to its key if it had one); {'C', slot_id} for a warm-up slot;
+--        reservation id, bound to its key if it had one); {'C', slot_id} for a warm-up slot, or
+--        when the key's binding ended or changed meanwhile (the slot joins unbound: acquire again);
 --        {'E', 'NORESV'} when the reservation expired or was aborted: close the upstream session.
 local resv_id, slot_id, meta = ARGV[1], ARGV[2], ARGV[3]
 local c = load_cfg()
@@ -34,6 +35,14 @@ if r.lease ~= 1 then
   return {'C', slot_id}
 end
 if r.key ~= '' then
+  local cur = redis.call('HGET', K_BIND, r.key)
+  if cur ~= PENDING .. resv_id then
+    -- The key was bound meanwhile, or its session ended: the slot joins the pool unbound.
+    put_slot(s)
+    refresh(c, s)
+    redis.call('PUBLISH', CHANNEL, 'c')
+    return {'C', slot_id}
+  end
   redis.call('HSET', K_BIND, r.key, slot_id)
   redis.call('ZADD', K_BEXP, now + c.idle_ttl, r.key)
   s.b = 1

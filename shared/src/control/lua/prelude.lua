@@ -1,6 +1,6 @@
 -- poolgate pool scripts: shared prelude, prepended to every pool script at load time.
 --
--- KEYS (every pool script receives all twelve, in this order; all carry the pool's hash tag so
+-- KEYS (every pool script receives all thirteen, in this order; all carry the pool's hash tag so
 -- each script touches one Cluster slot):
 --   1 cfg    HASH  pool configuration synced from the store (strategy, iso, max, cap, ...)
 --   2 slots  HASH  slot id -> MessagePack slot record (see SlotRecord in Rust)
@@ -11,12 +11,16 @@
 --   7 rdata  HASH  reservation id -> MessagePack {ep, holder, key, lease}
 --   8 leases ZSET  lease id -> expiry (ms)
 --   9 ldata  HASH  lease id -> slot id
---  10 bind   HASH  binding key -> slot id
+--  10 bind   HASH  binding key -> slot id, or 'resv:<id>' while its first slot is being created
 --  11 bexp   ZSET  binding key -> idle expiry (ms)
 --  12 st     HASH  counters and cursors (seq, rr, vtime, fence, acq, rel, cre, des, tmo, reb, err, exp, ep:<i>)
+--  13 closing LIST records of slots removed where no caller could be told (acquire's reclaim pass):
+--                  an outbox that `reclaim` drains, so every removed upstream session gets closed
 -- Every time comes from TIME here (I5): nodes never send a clock.
-local K_CFG, K_SLOTS, K_ALL, K_AVAIL, K_BLOAD, K_RESV, K_RDATA, K_LEASES, K_LDATA, K_BIND, K_BEXP, K_ST =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_CFG, K_SLOTS, K_ALL, K_AVAIL, K_BLOAD, K_RESV, K_RDATA, K_LEASES, K_LDATA, K_BIND, K_BEXP, K_ST, K_CLOSING =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local OUTBOX_MAX = 10000
+local PENDING = 'resv:'
 local CHANNEL = K_ST .. ':ev'
 local SLOT_VERSION = 1
 
@@ -187,8 +191,19 @@ local function abort_resv(id)
   if not rd then return false end
   local r = cmsgpack.unpack(rd)
   bump('ep:' .. r.ep, -1)
+  if r.key ~= '' and redis.call('HGET', K_BIND, r.key) == PENDING .. id then
+    redis.call('HDEL', K_BIND, r.key)
+    redis.call('ZREM', K_BEXP, r.key)
+  end
   redis.call('PUBLISH', CHANNEL, 'a')
   return true
+end
+
+-- Keeps records of removed slots for a later `reclaim` to hand out (bounded).
+local function push_outbox(closed)
+  if #closed == 0 then return end
+  for _, r in ipairs(closed) do redis.call('RPUSH', K_CLOSING, r) end
+  redis.call('LTRIM', K_CLOSING, -OUTBOX_MAX, -1)
 end
 
 -- Reclaims up to `limit` expired leases, bindings and reservations (I4). Returns counts.
