@@ -21,6 +21,8 @@ use crate::domain::server::ServerId;
 
 /// How many expired items of each kind an acquire reclaims on its way (as `acquire.lua`).
 const ACQUIRE_RECLAIM_LIMIT: usize = 8;
+/// An acquire's reclaim pass runs at most this often per pool unless the pool is out of capacity.
+const RECLAIM_EVERY_MS: i64 = 1000;
 /// Bound of the outbox of removed slots (`OUTBOX_MAX` in the prelude).
 const OUTBOX_MAX: usize = 10_000;
 /// Binding value while a key's first slot is being created (`PENDING` in the prelude).
@@ -159,6 +161,8 @@ struct Pool {
     per_endpoint: HashMap<u32, i64>,
     /// `closing`: removed slots no caller was told about yet.
     closing: VecDeque<SlotRecord>,
+    /// `nrc`: when an acquire next reclaims on its way in.
+    next_reclaim: i64,
     notify: watch::Sender<u64>,
 }
 
@@ -184,6 +188,7 @@ impl Pool {
             counters: HashMap::new(),
             per_endpoint: HashMap::new(),
             closing: VecDeque::new(),
+            next_reclaim: 0,
             notify: watch::channel(0).0,
         }
     }
@@ -450,11 +455,13 @@ impl Pool {
     fn acquire(&mut self, req: &AcquireRequest) -> Result<Attempt, ControlError> {
         let c = self.cfg.clone().ok_or(ControlError::NotConfigured)?;
         let now = now_ms();
-        let mut closed = Vec::new();
-        self.reclaim(&c, now, ACQUIRE_RECLAIM_LIMIT, &mut closed);
-        self.push_outbox(closed);
-        let (lease_id, holder) = (req.lease_id.as_str(), req.holder.as_str());
-        let key = req.key.as_deref().unwrap_or("");
+        // Reclaim at most once a second on the way in, and always before answering "wait".
+        let mut reclaimed = false;
+        if now >= self.next_reclaim {
+            self.reclaim_now(&c, now);
+            reclaimed = true;
+        }
+        let lease_id = req.lease_id.as_str();
 
         if let Some(exp) = self.leases.score(lease_id) {
             let slot = self
@@ -472,6 +479,26 @@ impl Pool {
                 endpoint: r.ep,
             }));
         }
+        let reply = self.choose(&c, req, now)?;
+        if matches!(reply, Attempt::Wait { .. }) && !reclaimed {
+            self.reclaim_now(&c, now);
+            return self.choose(&c, req, now);
+        }
+        Ok(reply)
+    }
+
+    fn reclaim_now(&mut self, c: &Cfg, now: i64) {
+        let mut closed = Vec::new();
+        self.reclaim(c, now, ACQUIRE_RECLAIM_LIMIT, &mut closed);
+        self.push_outbox(closed);
+        self.next_reclaim = now + RECLAIM_EVERY_MS;
+    }
+
+    /// `choose` in `acquire.lua`: the selection after the idempotency checks.
+    fn choose(&mut self, c: &Cfg, req: &AcquireRequest, now: i64) -> Result<Attempt, ControlError> {
+        let c = c.clone();
+        let (lease_id, holder) = (req.lease_id.as_str(), req.holder.as_str());
+        let key = req.key.as_deref().unwrap_or("");
 
         if !key.is_empty() {
             let mut bound = self.bind.get(key).cloned();

@@ -257,6 +257,7 @@ async fn acquire_times_out_when_nothing_frees_up(backend: Backend) {
 }
 
 crate::on_every_backend!(
+    expiry_is_control_plane_time,
     lease_create_commit_release_reuse,
     not_configured_until_synced,
     sync_rebuilds_selection,
@@ -309,4 +310,49 @@ mod cluster_keys {
         assert_eq!((leader_slot, term_slot), (hash_slot(&leader[0]), hash_slot(&leader[0])));
         release(&cp, &pool, &lease.id).await;
     }
+}
+
+/// The control plane's own clock ("now" for every expiry, I5): Redis `TIME`, or the embedded
+/// plane's clock.
+async fn control_plane_now_ms(cp: &ControlPlane) -> i64 {
+    match cp {
+        ControlPlane::Embedded(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default(),
+        ControlPlane::Redis(r) => {
+            use fred::interfaces::ClientLike as _;
+            let cmd = fred::types::CustomCommand::new_static("TIME", None, false);
+            let t: Vec<String> = r.client().custom(cmd, Vec::<String>::new()).await.expect("TIME");
+            let secs: i64 = t[0].parse().expect("seconds");
+            let micros: i64 = t[1].parse().expect("micros");
+            secs * 1000 + micros / 1000
+        }
+    }
+}
+
+/// I5: every expiry is decided on the control plane's clock. A node cannot pass a time (no API
+/// takes one), and the expiry a lease reports is control-plane time + the pool's TTL — whatever
+/// the node's own clock says.
+async fn expiry_is_control_plane_time(backend: Backend) {
+    let plane = Plane::new(backend);
+    let cp = plane.node().await;
+    let pool = pool_id();
+    let mut s = spec(Strategy::LeastConnections, 2);
+    s.lease_ttl_ms = 60_000;
+    cp.sync(&pool, &s).await.expect("sync");
+    let before = control_plane_now_ms(&cp).await;
+    let lease = create_slot(&cp, &pool, None, "slot-t").await;
+    let after = control_plane_now_ms(&cp).await;
+    assert!(
+        lease.expires_ms >= before + 60_000 && lease.expires_ms <= after + 60_000,
+        "expiry {} not within control-plane time [{before}, {after}] + 60 s",
+        lease.expires_ms
+    );
+    let renewed = cp.renew(&pool, &lease.id).await.expect("renew").expect("live lease");
+    let now = control_plane_now_ms(&cp).await;
+    assert!(
+        (renewed - (now + 60_000)).abs() < 1_000,
+        "renewed to {renewed}, control-plane now {now}"
+    );
 }

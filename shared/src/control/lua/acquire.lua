@@ -9,9 +9,18 @@ local lease_id, holder, key = ARGV[1], ARGV[2], ARGV[3]
 local c = load_cfg()
 if not c then return {'E', 'NOCONFIG'} end
 local now = now_ms()
-local closed = {}
-reclaim(c, now, 8, closed)
-push_outbox(closed)
+-- Reclaim expired leases, bindings and reservations (I4): at most once a second per pool on the
+-- way in, and always before answering "wait", so capacity held by a dead node is never withheld
+-- from an acquirer once its TTL has passed.
+local reclaimed = false
+local function reclaim_now()
+  local closed = {}
+  reclaim(c, now, 8, closed)
+  push_outbox(closed)
+  redis.call('HSET', K_ST, 'nrc', now + 1000)
+  reclaimed = true
+end
+if now >= tonumber(redis.call('HGET', K_ST, 'nrc') or '0') then reclaim_now() end
 
 -- Idempotency: this id already holds a lease or a reservation.
 local exp = redis.call('ZSCORE', K_LEASES, lease_id)
@@ -23,106 +32,115 @@ end
 local rd = redis.call('HGET', K_RDATA, lease_id)
 if rd then return {'R', lease_id, cmsgpack.unpack(rd).ep} end
 
-local function reserve()
-  local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
-  if total >= c.max then return {'W', total, c.max} end
-  -- The endpoint with the fewest slots for its weight.
-  local best, best_load = 0, nil
-  for i, w in ipairs(c.weights) do
-    local n = tonumber(redis.call('HGET', K_ST, 'ep:' .. (i - 1)) or '0')
-    local load = n / w
-    if best_load == nil or load < best_load then best, best_load = i - 1, load end
-  end
-  bump('ep:' .. best)
-  redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
-  redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))
-  if key ~= '' and not redis.call('HGET', K_BIND, key) then
-    -- Mark the key as pending so a racing acquire for it waits for this slot (one slot per key).
-    redis.call('HSET', K_BIND, key, PENDING .. lease_id)
-    redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
-  end
-  return {'R', lease_id, best}
-end
-
-local function bind(s)
-  redis.call('HSET', K_BIND, key, s.id)
-  redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
-  s.b = s.b + 1
-end
-
-if key ~= '' then
-  local sid = redis.call('HGET', K_BIND, key)
-  if sid and string.sub(sid, 1, #PENDING) == PENDING then
-    -- Another acquire is creating this key's slot: wait for its commit (or its expiry).
-    if redis.call('ZSCORE', K_RESV, string.sub(sid, #PENDING + 1)) then return {'W', 0, c.cap} end
-    redis.call('HDEL', K_BIND, key)
-    redis.call('ZREM', K_BEXP, key)
-    sid = nil
-  end
-  if sid then
-    local s = get_slot(sid)
-    if s and (s.st == 'ready' or s.st == 'draining') then
-      redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
-      if s.l < c.cap then
-        local expires = grant(c, s, lease_id, holder, now)
-        return lease_reply(lease_id, s, expires, 0)
-      end
-      return {'W', s.l, c.cap}
-    end
-    -- The bound slot went away.
-    local lost = {}
-    unbind_key(c, key, lost)
-    push_outbox(lost)
-    if c.iso == 'session' or (s and s.used == 1) then return {'E', 'BINDING_LOST'} end
-    bump('reb')
-  end
-end
-
-if c.strategy == 'none' then return reserve() end
-
-if c.iso == 'session' then
-  -- A new downstream session gets a fresh, never-bound slot of its own (I8).
-  local first = redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
-  if not first then return reserve() end
-  local s = get_slot(first)
-  if key ~= '' then
-    s.used = 1
-    bind(s)
-  end
-  local expires = grant(c, s, lease_id, holder, now)
-  return lease_reply(lease_id, s, expires, 1)
-end
-
-if c.strategy == 'sticky' and key ~= '' then
-  -- Bounded-load affinity: the least-loaded slot; grow the pool when it is busy and we may.
-  local pick = redis.call('ZRANGE', K_BLOAD, 0, 0)[1]
-  local s = pick and get_slot(pick)
-  if s and s.l >= c.cap then
+local function choose()
+  local function reserve()
     local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
-    if total < c.max then return reserve() end
+    if total >= c.max then return {'W', total, c.max} end
+    -- The endpoint with the fewest slots for its weight.
+    local best, best_load = 0, nil
+    for i, w in ipairs(weights(c)) do
+      local n = tonumber(redis.call('HGET', K_ST, 'ep:' .. (i - 1)) or '0')
+      local load = n / w
+      if best_load == nil or load < best_load then best, best_load = i - 1, load end
+    end
+    bump('ep:' .. best)
+    redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
+    redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))
+    if key ~= '' and not redis.call('HGET', K_BIND, key) then
+      -- Mark the key as pending so a racing acquire for it waits for this slot (one slot per key).
+      redis.call('HSET', K_BIND, key, PENDING .. lease_id)
+      redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+    end
+    return {'R', lease_id, best}
   end
-  if not s then return reserve() end
-  bind(s)
-  if s.l < c.cap then
-    local expires = grant(c, s, lease_id, holder, now)
-    return lease_reply(lease_id, s, expires, 0)
+
+  local function bind(s)
+    redis.call('HSET', K_BIND, key, s.id)
+    redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+    s.b = s.b + 1
   end
-  put_slot(s)
-  refresh(c, s)
-  return {'W', s.l, c.cap}
+
+  if key ~= '' then
+    local sid = redis.call('HGET', K_BIND, key)
+    if sid and string.sub(sid, 1, #PENDING) == PENDING then
+      -- Another acquire is creating this key's slot: wait for its commit (or its expiry).
+      if redis.call('ZSCORE', K_RESV, string.sub(sid, #PENDING + 1)) then return {'W', 0, c.cap} end
+      redis.call('HDEL', K_BIND, key)
+      redis.call('ZREM', K_BEXP, key)
+      sid = nil
+    end
+    if sid then
+      local s = get_slot(sid)
+      if s and (s.st == 'ready' or s.st == 'draining') then
+        redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+        if s.l < c.cap then
+          local expires, packed = grant(c, s, lease_id, holder, now)
+          return lease_reply(lease_id, s, expires, 0, packed)
+        end
+        return {'W', s.l, c.cap}
+      end
+      -- The bound slot went away.
+      local lost = {}
+      unbind_key(c, key, lost)
+      push_outbox(lost)
+      if c.iso == 'session' or (s and s.used == 1) then return {'E', 'BINDING_LOST'} end
+      bump('reb')
+    end
+  end
+
+  if c.strategy == 'none' then return reserve() end
+
+  if c.iso == 'session' then
+    -- A new downstream session gets a fresh, never-bound slot of its own (I8).
+    local first = redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+    if not first then return reserve() end
+    local s = get_slot(first)
+    if key ~= '' then
+      s.used = 1
+      bind(s)
+    end
+    local expires, packed = grant(c, s, lease_id, holder, now)
+    return lease_reply(lease_id, s, expires, 1, packed)
+  end
+
+  if c.strategy == 'sticky' and key ~= '' then
+    -- Bounded-load affinity: the least-loaded slot; grow the pool when it is busy and we may.
+    local pick = redis.call('ZRANGE', K_BLOAD, 0, 0)[1]
+    local s = pick and get_slot(pick)
+    if s and s.l >= c.cap then
+      local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
+      if total < c.max then return reserve() end
+    end
+    if not s then return reserve() end
+    bind(s)
+    if s.l < c.cap then
+      local expires, packed = grant(c, s, lease_id, holder, now)
+      return lease_reply(lease_id, s, expires, 0, packed)
+    end
+    put_slot(s)
+    refresh(c, s)
+    return {'W', s.l, c.cap}
+  end
+
+  local pick
+  if c.strategy == 'round_robin' then
+    local cursor = redis.call('HGET', K_ST, 'rr') or '0'
+    pick = redis.call('ZRANGEBYSCORE', K_AVAIL, '(' .. cursor, '+inf', 'LIMIT', 0, 1)[1]
+      or redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+  else
+    -- least_connections (score = leases), weighted (score = pass), sticky without a key.
+    pick = redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+  end
+  if not pick then return reserve() end
+  local s = get_slot(pick)
+  if c.strategy == 'round_robin' then redis.call('HSET', K_ST, 'rr', s.seq) end
+  local expires, packed = grant(c, s, lease_id, holder, now)
+  return lease_reply(lease_id, s, expires, 0, packed)
 end
 
-local pick
-if c.strategy == 'round_robin' then
-  local cursor = redis.call('HGET', K_ST, 'rr') or '0'
-  pick = redis.call('ZRANGEBYSCORE', K_AVAIL, '(' .. cursor, '+inf', 'LIMIT', 0, 1)[1]
-    or redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
-else
-  -- least_connections (score = leases), weighted (score = pass), sticky without a key.
-  pick = redis.call('ZRANGE', K_AVAIL, 0, 0)[1]
+local reply = choose()
+if reply[1] == 'W' and not reclaimed then
+  reclaim_now()
+  reply = choose()
 end
-if not pick then return reserve() end
-local s = get_slot(pick)
-if c.strategy == 'round_robin' then redis.call('HSET', K_ST, 'rr', s.seq) end
-local expires = grant(c, s, lease_id, holder, now)
-return lease_reply(lease_id, s, expires, 0)
+return reply

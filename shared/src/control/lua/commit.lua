@@ -24,7 +24,7 @@ redis.call('ZREM', K_RESV, resv_id)
 redis.call('HDEL', K_RDATA, resv_id)
 local seq = redis.call('HINCRBY', K_ST, 'seq', 1)
 local vt = tonumber(redis.call('HGET', K_ST, 'vtime') or '0')
-local s = {v = SLOT_VERSION, id = slot_id, st = 'ready', ep = r.ep, w = c.weights[r.ep + 1] or 1, l = 0, b = 0,
+local s = {v = SLOT_VERSION, id = slot_id, st = 'ready', ep = r.ep, w = weights(c)[r.ep + 1] or 1, l = 0, b = 0,
   seq = seq, c = now, u = now, r = 0, ew = 0, er = 0, pass = vt, used = 0, m = cmsgpack.unpack(meta)}
 redis.call('ZADD', K_ALL, now, slot_id)
 bump('cre')

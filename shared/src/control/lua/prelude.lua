@@ -30,17 +30,22 @@ local function now_ms()
 end
 
 -- The pool's configuration, or nil when it was never synced (or Redis restarted empty).
+-- The pool's configuration, or nil when it was never synced (or Redis restarted empty). Kept
+-- lean: it runs on every call (endpoint weights are parsed only by the paths that need them).
 local function load_cfg()
-  local raw = redis.call('HGETALL', K_CFG)
-  if #raw == 0 then return nil end
-  local c = {}
-  for i = 1, #raw, 2 do c[raw[i]] = raw[i + 1] end
-  for _, f in ipairs({'max', 'cap', 'lease_ttl', 'idle_ttl', 'resv_ttl', 'sticky_c', 'gen'}) do
-    c[f] = tonumber(c[f])
+  local r = redis.call('HMGET', K_CFG, 'strategy', 'iso', 'max', 'cap', 'lease_ttl', 'idle_ttl', 'resv_ttl', 'ew')
+  if not r[1] then return nil end
+  return {strategy = r[1], iso = r[2], max = tonumber(r[3]), cap = tonumber(r[4]), lease_ttl = tonumber(r[5]),
+    idle_ttl = tonumber(r[6]), resv_ttl = tonumber(r[7]), ew = r[8]}
+end
+
+-- Endpoint weights, in endpoint order.
+local function weights(c)
+  if not c.weights then
+    c.weights = {}
+    for w in string.gmatch(c.ew or '1', '[^,]+') do c.weights[#c.weights + 1] = tonumber(w) end
   end
-  c.weights = {}
-  for w in string.gmatch(c.ew or '1', '[^,]+') do c.weights[#c.weights + 1] = tonumber(w) end
-  return c
+  return c.weights
 end
 
 local function get_slot(id)
@@ -49,8 +54,11 @@ local function get_slot(id)
   return cmsgpack.unpack(raw)
 end
 
+-- Stores a slot record; returns it packed (lease replies reuse it).
 local function put_slot(s)
-  redis.call('HSET', K_SLOTS, s.id, cmsgpack.pack(s))
+  local packed = cmsgpack.pack(s)
+  redis.call('HSET', K_SLOTS, s.id, packed)
+  return packed
 end
 
 local function bump(field, by)
@@ -124,8 +132,8 @@ local function settle(c, s, closed)
   return false
 end
 
-local function lease_reply(lease_id, s, expires, fresh)
-  return {'L', lease_id, s.id, cmsgpack.pack(s), expires, fresh}
+local function lease_reply(lease_id, s, expires, fresh, packed)
+  return {'L', lease_id, s.id, packed or cmsgpack.pack(s), expires, fresh}
 end
 
 local function grant(c, s, lease_id, holder, now)
@@ -138,13 +146,13 @@ local function grant(c, s, lease_id, holder, now)
     redis.call('HSET', K_ST, 'vtime', s.pass)
     s.pass = s.pass + 1000000 / eff_weight(s)
   end
-  put_slot(s)
+  local packed = put_slot(s)
   refresh(c, s)
   local expires = now + c.lease_ttl
   redis.call('ZADD', K_LEASES, expires, lease_id)
   redis.call('HSET', K_LDATA, lease_id, s.id .. '|' .. holder)
   bump('acq')
-  return expires
+  return expires, packed
 end
 
 local function unbind_key(c, key, closed)

@@ -12,7 +12,7 @@ if old == nil or old.strategy ~= c.strategy or old.iso ~= c.iso or old.cap ~= c.
   redis.call('DEL', K_AVAIL, K_BLOAD)
   for _, raw in ipairs(redis.call('HVALS', K_SLOTS)) do
     local s = cmsgpack.unpack(raw)
-    s.w = c.weights[s.ep + 1] or 1
+    s.w = weights(c)[s.ep + 1] or 1
     put_slot(s)
     refresh(c, s)
   end
