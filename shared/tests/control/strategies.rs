@@ -242,15 +242,10 @@ fn weighted_spec() -> PoolSpec {
     }
 }
 
-/// Picks (acquire + release cycles) per pool: 10,000 on the embedded backend; 2,000 on the
-/// Redis-backed ones, where each call costs a round trip (the suite must stay fast on 2 cores).
-/// The tolerance is ±3% (75% ± 3) for both: a smooth weighted round robin is exact to within one
-/// cycle (4 picks), so the count does not loosen what is asserted.
-fn weighted_picks_for(backend: Backend) -> usize {
-    match backend {
-        Backend::Embedded => 10_000,
-        _ => 2_000,
-    }
+/// Picks (acquire + release cycles) per pool: 10,000 on every backend. The tolerance is ±3%
+/// (75% ± 3): stride scheduling is exact to within one cycle (4 picks).
+fn weighted_picks_for(_backend: Backend) -> usize {
+    10_000
 }
 
 /// weighted: endpoints weighted 3:1 get 75% / 25% of the picks (±3%), deterministically: two
