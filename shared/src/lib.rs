@@ -7,12 +7,16 @@
 //! - [`store`]: the durable store (PostgreSQL or SQLite through sqlx); all SQL lives there.
 //! - [`control`]: the control plane seam (embedded or Redis) that holds fleet-wide pool state.
 //! - [`auth`]: HS256 bearer tokens.
+//! - [`upstream`]: the upstream MCP client (Streamable HTTP, incremental SSE).
+//! - [`session_id`]: encrypted, self-describing client session ids.
 //! - [`shutdown`], [`telemetry`]: process plumbing both binaries share.
 
 pub mod auth;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod session_id;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;

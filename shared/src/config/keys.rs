@@ -47,6 +47,13 @@ pub const JWT_SECRET_KEY: Key = Key {
     secret: true,
 };
 pub const POOL_ADMIN_ROLES: Key = key("POOL_ADMIN_ROLES", "auth.admin_roles");
+/// Former secrets still accepted for client session ids (key rotation), comma-separated.
+pub const SESSION_SECRET_FALLBACKS: Key = Key {
+    env: "SESSION_SECRET_FALLBACKS",
+    aliases: &[],
+    path: "auth.session_secret_fallbacks",
+    secret: true,
+};
 
 pub const POOL_ENABLED: Key = key("POOL_ENABLED", "pooling.enabled");
 pub const POOL_DEFAULT_STRATEGY: Key = Key {
@@ -146,6 +153,7 @@ pub const ALL: &[Key] = &[
     AUTH_REQUIRED,
     JWT_SECRET_KEY,
     POOL_ADMIN_ROLES,
+    SESSION_SECRET_FALLBACKS,
     POOL_ENABLED,
     POOL_DEFAULT_STRATEGY,
     POOL_DEFAULT_MIN_SIZE,

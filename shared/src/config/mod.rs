@@ -289,6 +289,8 @@ pub struct AuthSettings {
     pub required: bool,
     pub jwt_secret_key: Option<Secret>,
     pub admin_roles: Vec<String>,
+    /// Former secrets whose client session ids are still accepted (rotation).
+    pub session_secret_fallbacks: Vec<Secret>,
 }
 
 /// `pooling.manager.*`: the coordinator's loop intervals.
@@ -417,6 +419,16 @@ impl Config {
                 .map(|r| r.trim().to_owned())
                 .filter(|r| !r.is_empty())
                 .collect(),
+            session_secret_fallbacks: src
+                .get_opt_string(&keys::SESSION_SECRET_FALLBACKS)
+                .map(|(v, _)| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(Secret::new)
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
 
         let defaults = pool_defaults(&src)?;
@@ -515,6 +527,17 @@ impl Config {
                     format!("must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256"),
                 ));
             }
+        }
+        if self
+            .auth
+            .session_secret_fallbacks
+            .iter()
+            .any(|s| s.expose().len() < MIN_JWT_SECRET_BYTES)
+        {
+            return Err(ConfigError::invalid(
+                keys::SESSION_SECRET_FALLBACKS.env,
+                format!("every secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+            ));
         }
         if self.pooling.manager.metrics_retention_days == 0 {
             return Err(ConfigError::invalid(
@@ -616,6 +639,10 @@ impl Config {
             (keys::AUTH_REQUIRED.env, self.auth.required.to_string()),
             (keys::JWT_SECRET_KEY.env, secret(&self.auth.jwt_secret_key)),
             (keys::POOL_ADMIN_ROLES.env, self.auth.admin_roles.join(",")),
+            (
+                keys::SESSION_SECRET_FALLBACKS.env,
+                format!("{} secret(s) [redacted]", self.auth.session_secret_fallbacks.len()),
+            ),
             (keys::POOL_ENABLED.env, self.pooling.enabled.to_string()),
             (keys::POOL_DEFAULT_STRATEGY.env, d.pool_strategy.to_string()),
             (keys::POOL_DEFAULT_MIN_SIZE.env, d.pool_min_size.to_string()),

@@ -127,6 +127,7 @@ fn each_invalid_setting_names_its_key() {
         (vec![("AUTH_REQUIRED", "maybe")], "AUTH_REQUIRED"),
         (vec![("JWT_SECRET_KEY", "short")], "JWT_SECRET_KEY"),
         (vec![("POOL_ADMIN_ROLES", " , ")], "POOL_ADMIN_ROLES"),
+        (vec![("SESSION_SECRET_FALLBACKS", "short")], "SESSION_SECRET_FALLBACKS"),
         (vec![("POOL_ENABLED", "2")], "POOL_ENABLED"),
         (vec![("POOL_DEFAULT_STRATEGY", "fastest")], "POOL_DEFAULT_STRATEGY"),
         (vec![("POOL_DEFAULT_MIN_SIZE", "-1")], "POOL_DEFAULT_MIN_SIZE"),

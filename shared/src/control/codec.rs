@@ -37,6 +37,10 @@ pub struct SlotMeta {
     /// The endpoint URL the session lives at.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// The upstream's `initialize` result (JSON text), cached so a client's `initialize` is
+    /// answered without a handshake of its own.
+    #[serde(default)]
+    pub init: Option<String>,
 }
 
 impl SlotMeta {
@@ -130,6 +134,7 @@ mod tests {
                 session_id: Some("abc".into()),
                 protocol_version: None,
                 endpoint: None,
+                init: None,
             },
         };
         assert_eq!(SlotRecord::decode(&rec.encode()), Ok(rec.clone()));

@@ -31,6 +31,7 @@ async fn lease_create_commit_release_reuse(backend: Backend) {
         session_id: Some("up-1".into()),
         protocol_version: Some("2025-11-25".into()),
         endpoint: None,
+        init: None,
     };
     let Committed::Leased(lease) = cp.commit(&pool, &resv.id, "slot-1", &meta).await.expect("commit") else {
         panic!("expected a lease")

@@ -121,6 +121,7 @@ pub fn meta(slot_id: &str) -> SlotMeta {
         session_id: Some(format!("upstream-{slot_id}")),
         protocol_version: Some("2025-11-25".into()),
         endpoint: None,
+        init: None,
     }
 }
 
