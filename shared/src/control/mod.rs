@@ -184,6 +184,8 @@ pub struct Reservation {
 }
 
 /// One acquire attempt's outcome.
+// Short-lived return values: boxing the lease would only add an allocation per call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attempt {
     Leased(Lease),
@@ -196,6 +198,8 @@ pub enum Attempt {
 }
 
 /// What [`ControlPlane::acquire`] returns.
+// Short-lived return values: boxing the lease would only add an allocation per call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Acquired {
     Leased(Lease),
@@ -203,6 +207,8 @@ pub enum Acquired {
 }
 
 /// What a commit produced.
+// Short-lived return values: boxing the lease would only add an allocation per call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Committed {
     /// The reservation came from an acquire: here is its lease on the new slot.
