@@ -55,10 +55,7 @@ impl SseParser {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, String> {
         self.buf.extend_from_slice(chunk);
         let mut events = Vec::new();
-        loop {
-            let Some(pos) = self.buf.iter().position(|&b| b == b'\n') else {
-                break;
-            };
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
             let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
