@@ -8,22 +8,23 @@ use tokio::net::TcpListener;
 
 use poolgate_shared::auth::{generate_secret, JwtKey};
 use poolgate_shared::config::{Config, Mode};
-use poolgate_shared::control::ControlPlane;
+use poolgate_shared::control::{ControlPlane, Pools};
+use poolgate_shared::session_id::SessionCodec;
 use poolgate_shared::store::{Store, GENERATED_JWT_SECRET};
+use poolgate_shared::upstream::UpstreamClient;
 
-use crate::state::{AppState, Inner};
+use crate::state::{AppState, Inner, ServerCache};
 
-/// Opens the store, applies migrations, and returns it with the token key: the configured
+/// Opens the store, applies migrations, and returns it with the secret: the configured
 /// `JWT_SECRET_KEY`, or in embedded mode one generated once and kept in the database.
-pub async fn open_store(config: &Config) -> anyhow::Result<(Store, JwtKey)> {
+pub async fn open_store(config: &Config) -> anyhow::Result<(Store, String)> {
     let store = Store::connect(&config.database.url, &config.database.kind)?;
     store.migrate_up().await.context("cannot apply database migrations")?;
     let key = match (&config.auth.jwt_secret_key, config.mode()) {
-        (Some(secret), _) => JwtKey::new(secret.expose().as_bytes()),
+        (Some(secret), _) => secret.expose().to_owned(),
         (None, Mode::Embedded) => {
             let fresh = generate_secret().context("cannot generate a JWT secret")?;
-            let secret = store.setting_get_or_init(GENERATED_JWT_SECRET, || fresh).await?;
-            JwtKey::new(secret.as_bytes())
+            store.setting_get_or_init(GENERATED_JWT_SECRET, || fresh).await?
         }
         // Config::validate refuses distributed mode without a secret.
         (None, Mode::Distributed) => anyhow::bail!("JWT_SECRET_KEY is required in distributed mode"),
@@ -33,7 +34,15 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Store, JwtKey)> {
 
 /// Everything a running node holds.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
-    let (store, jwt) = open_store(&config).await?;
+    let (store, secret) = open_store(&config).await?;
+    let jwt = JwtKey::new(secret.as_bytes());
+    let fallbacks: Vec<&[u8]> = config
+        .auth
+        .session_secret_fallbacks
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    let sessions = SessionCodec::new(secret.as_bytes(), &fallbacks);
     if config.auth.jwt_secret_key.is_none() && config.auth.required {
         tracing::warn!(
             "JWT_SECRET_KEY is not set: using a secret generated for this embedded node and kept in its database. \
@@ -45,11 +54,19 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let pools = Pools::new(control.clone(), store.clone());
+    let upstream = UpstreamClient::new()?;
     Ok(AppState::new(Inner {
         config,
         store,
         control,
+        pools,
         jwt,
+        sessions,
+        upstream,
+        servers: ServerCache::default(),
+        inflight: Default::default(),
+        touched: Default::default(),
         node_id,
     }))
 }

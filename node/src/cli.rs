@@ -170,7 +170,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             permissions,
             minutes,
         } => {
-            let (_, key) = open_store(&config).await?;
+            let (_, secret) = open_store(&config).await?;
+            let key = poolgate_shared::auth::JwtKey::new(secret.as_bytes());
             let now = now_unix();
             let claims = Claims {
                 sub,

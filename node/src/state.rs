@@ -1,11 +1,21 @@
-//! What every handler can reach: configuration, store, control plane, token key.
+//! What every handler can reach: configuration, store, control plane, token and session keys,
+//! the upstream client and a short-lived cache of server definitions.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use poolgate_shared::auth::JwtKey;
 use poolgate_shared::config::Config;
-use poolgate_shared::control::ControlPlane;
-use poolgate_shared::store::Store;
+use poolgate_shared::control::{ControlPlane, Pools};
+use poolgate_shared::domain::server::{Server, ServerId};
+use poolgate_shared::session_id::SessionCodec;
+use poolgate_shared::store::{Store, StoreError};
+use poolgate_shared::upstream::UpstreamClient;
+
+/// How long a server definition is served from memory before it is read again. The database is
+/// not on the MCP hot path: configuration changes reach the data plane within this delay.
+pub const SERVER_CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// Shared, cheap-to-clone application state.
 #[derive(Clone)]
@@ -15,9 +25,18 @@ pub struct Inner {
     pub config: Config,
     pub store: Store,
     pub control: ControlPlane,
-    /// Verifies bearer tokens. Present even with `AUTH_REQUIRED=false` so that later features
-    /// (session ids) can derive from one secret.
+    /// The control plane backed by the store (rebuilds pools Redis lost).
+    pub pools: Pools,
+    /// Verifies bearer tokens.
     pub jwt: JwtKey,
+    /// Encrypts client session ids.
+    pub sessions: SessionCodec,
+    pub upstream: UpstreamClient,
+    pub servers: ServerCache,
+    /// JSON-RPC ids in flight per client session on this node (I9: a reused id is refused).
+    pub inflight: Mutex<HashMap<String, HashSet<String>>>,
+    /// When this node last refreshed each binding's idle TTL (touches are amortized).
+    pub touched: Mutex<HashMap<String, Instant>>,
     /// Identifies this node in logs and per-node metrics.
     pub node_id: String,
 }
@@ -32,5 +51,38 @@ impl std::ops::Deref for AppState {
     type Target = Inner;
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+
+/// A cached lookup: when it was read, and the server (or its absence).
+type CachedServer = (Instant, Option<Arc<Server>>);
+
+/// Server definitions cached for [`SERVER_CACHE_TTL`].
+#[derive(Default)]
+pub struct ServerCache {
+    entries: Mutex<HashMap<ServerId, CachedServer>>,
+}
+
+impl ServerCache {
+    pub async fn get(&self, store: &Store, id: &ServerId) -> Result<Option<Arc<Server>>, StoreError> {
+        if let Ok(map) = self.entries.lock() {
+            if let Some((at, server)) = map.get(id) {
+                if at.elapsed() < SERVER_CACHE_TTL {
+                    return Ok(server.clone());
+                }
+            }
+        }
+        let server = store.get_server(id).await?.map(Arc::new);
+        if let Ok(mut map) = self.entries.lock() {
+            map.insert(id.clone(), (Instant::now(), server.clone()));
+        }
+        Ok(server)
+    }
+
+    /// Forgets a server after an admin change on this node.
+    pub fn invalidate(&self, id: &ServerId) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.remove(id);
+        }
     }
 }

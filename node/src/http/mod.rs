@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod mcp;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
@@ -32,10 +33,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/audit", get(admin::audit::list))
         .layer(DefaultBodyLimit::max(body_limit));
+    let mcp = Router::new()
+        .route(
+            "/servers/{server_id}/mcp",
+            get(mcp::get).post(mcp::post).delete(mcp::delete),
+        )
+        .layer(DefaultBodyLimit::max(mcp::MAX_MCP_BODY));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .merge(api)
+        .merge(mcp)
         .fallback(json::no_route)
         .method_not_allowed_fallback(json::wrong_method)
         .with_state(state)

@@ -1,0 +1,435 @@
+//! The client-facing MCP endpoint: `POST/GET/DELETE /servers/{server_id}/mcp`, Streamable HTTP
+//! for session-era clients (2025-03-26, 2025-06-18, 2025-11-25).
+//!
+//! `initialize` is answered from a warm upstream session's cached result (or one created for the
+//! client through a reservation), and the client gets a gateway-issued, encrypted session id that
+//! names its user, server, binding and upstream session ([`poolgate_shared::session_id`]). Every
+//! later request is routed from that id alone — any node, no Redis read on the hot path:
+//! - **bound** (session isolation, the default): the client owns its upstream session; requests
+//!   go straight to it; the binding's idle TTL is refreshed at most every few seconds per node;
+//! - **shared** (shared isolation): each request leases a slot by strategy, with request ids and
+//!   progress tokens rewritten to be unique on the shared upstream session (I9);
+//! - **direct** (pooling disabled): a fresh upstream session per client session.
+
+mod proxy;
+pub mod rpc;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use poolgate_shared::control::{AcquireRequest, Acquired, Committed, ControlError, Lease, Outcome, SlotMeta};
+use poolgate_shared::domain::pool::Isolation;
+use poolgate_shared::domain::server::{Server, ServerId};
+use poolgate_shared::session_id::ClientSession;
+use poolgate_shared::upstream::{
+    SessionTarget, UpstreamError, LATEST_SESSION_VERSION, SESSION_HEADER, SESSION_VERSIONS,
+};
+
+use crate::http::auth::Reader;
+use crate::state::AppState;
+
+/// Largest MCP request body accepted.
+pub const MAX_MCP_BODY: usize = 4 * 1024 * 1024;
+/// A warm session used this recently skips the pre-ping.
+pub const PRE_PING_SKIP_MS: i64 = 5_000;
+
+pub(crate) const MODE_BOUND: &str = "bound";
+pub(crate) const MODE_SHARED: &str = "shared";
+pub(crate) const MODE_DIRECT: &str = "direct";
+
+/// The server's own headers for upstream requests.
+pub(crate) fn upstream_headers(server: &Server) -> Vec<(String, String)> {
+    server
+        .upstream_headers
+        .expose()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The version to speak with the client: what it asked for if poolgate and the upstream session
+/// both speak it (the older of the two when they differ), else the upstream session's version.
+fn client_version(requested: Option<&str>, upstream: &str) -> String {
+    match requested {
+        Some(v) if SESSION_VERSIONS.contains(&v) => std::cmp::min(v, upstream).to_owned(),
+        _ => upstream.to_owned(),
+    }
+}
+
+/// The version to ask an upstream for when creating a session.
+fn upstream_version(requested: Option<&str>) -> &str {
+    match requested {
+        Some(v) if SESSION_VERSIONS.contains(&v) => v,
+        _ => LATEST_SESSION_VERSION,
+    }
+}
+
+async fn server_for(state: &AppState, raw: &str, id: &Value) -> Result<Arc<Server>, Response> {
+    let Ok(server_id) = ServerId::parse(raw) else {
+        return Err(rpc::error(
+            StatusCode::NOT_FOUND,
+            id,
+            rpc::INVALID_REQUEST,
+            format!("unknown server {raw:?}"),
+        ));
+    };
+    match state.servers.get(&state.store, &server_id).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(rpc::error(
+            StatusCode::NOT_FOUND,
+            id,
+            rpc::INVALID_REQUEST,
+            format!("unknown server {raw:?}"),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "server lookup failed");
+            Err(rpc::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                rpc::INTERNAL_ERROR,
+                "configuration store unavailable",
+            ))
+        }
+    }
+}
+
+fn session_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// The client's session, if the id is ours, for this user and this server (I12).
+fn client_session(state: &AppState, headers: &HeaderMap, subject: &str, server: &str) -> Option<ClientSession> {
+    let s = state.sessions.decode(session_header(headers)?)?;
+    (s.sub == subject && s.srv == server).then_some(s)
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Path(raw_server): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let msg: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return rpc::error(
+                StatusCode::BAD_REQUEST,
+                &Value::Null,
+                rpc::PARSE_ERROR,
+                format!("Parse error: {e}"),
+            )
+        }
+    };
+    if !msg.is_object() {
+        let what = if msg.is_array() {
+            "batches are not supported"
+        } else {
+            "a JSON-RPC message must be an object"
+        };
+        return rpc::error(StatusCode::BAD_REQUEST, &Value::Null, rpc::INVALID_REQUEST, what);
+    }
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let server = match server_for(&state, &raw_server, &id).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if session_header(&headers).is_none() {
+        if method == "initialize" {
+            return initialize(&state, &server, &caller.subject, &msg, &id).await;
+        }
+        return rpc::error(
+            StatusCode::BAD_REQUEST,
+            &id,
+            rpc::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        );
+    }
+    let Some(session) = client_session(&state, &headers, &caller.subject, server.id.as_str()) else {
+        return rpc::session_not_found(&id);
+    };
+    proxy::forward(&state, &server, &session, msg, body).await
+}
+
+pub async fn get() -> Response {
+    rpc::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &Value::Null,
+        rpc::INVALID_REQUEST,
+        "this gateway offers no server-initiated stream on GET; answers stream on each POST",
+    )
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Path(raw_server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let server = match server_for(&state, &raw_server, &Value::Null).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let Some(session) = client_session(&state, &headers, &caller.subject, server.id.as_str()) else {
+        return rpc::session_not_found(&Value::Null);
+    };
+    match session.mode.as_str() {
+        MODE_BOUND => match state.control.unbind(&server.id, &session.key).await {
+            Ok(changed) => {
+                proxy::close_slots(&state, &server, changed.closed);
+                if changed.changed {
+                    StatusCode::OK.into_response()
+                } else {
+                    rpc::session_not_found(&Value::Null)
+                }
+            }
+            Err(e) => control_error(&Value::Null, e),
+        },
+        MODE_DIRECT => {
+            let target = proxy::target(&server, &session);
+            if let Err(e) = state.upstream.close(&target).await {
+                tracing::warn!(server_id = %server.id, error = %e, "closing the upstream session failed");
+            }
+            StatusCode::OK.into_response()
+        }
+        _ => StatusCode::OK.into_response(),
+    }
+}
+
+pub(crate) fn control_error(id: &Value, e: ControlError) -> Response {
+    match e {
+        ControlError::Exhausted(t) => rpc::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            rpc::POOL_EXHAUSTED,
+            format!(
+                "no upstream session became free within {}s (pool exhausted)",
+                t.as_secs()
+            ),
+        ),
+        ControlError::BindingLost => rpc::session_not_found(id),
+        ControlError::UnknownPool(_) => rpc::error(StatusCode::NOT_FOUND, id, rpc::INVALID_REQUEST, "unknown server"),
+        other => {
+            tracing::warn!(error = %other, "control plane call failed");
+            rpc::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                rpc::INTERNAL_ERROR,
+                "pool coordination unavailable, retry later",
+            )
+        }
+    }
+}
+
+fn upstream_failure(id: &Value, e: &UpstreamError) -> Response {
+    rpc::error(
+        StatusCode::OK,
+        id,
+        rpc::UPSTREAM_ERROR,
+        format!("upstream MCP server failed: {e}"),
+    )
+}
+
+/// A lease on a slot, creating the slot's upstream session if the pool asks for one.
+pub(crate) async fn lease_slot(
+    state: &AppState,
+    server: &Server,
+    key: Option<&str>,
+    requested: Option<&str>,
+    id: &Value,
+) -> Result<Lease, Response> {
+    let req = AcquireRequest::new(&state.node_id, key);
+    let timeout = Duration::from_secs(server.pool.pool_timeout.into());
+    match state.pools.acquire(&server.id, &req, timeout).await {
+        Ok(Acquired::Leased(lease)) => Ok(lease),
+        Ok(Acquired::Create(resv)) => {
+            let Some(endpoint) = server.endpoints.get(resv.endpoint as usize) else {
+                let _ = state.control.abort(&server.id, &resv.id).await;
+                return Err(rpc::error(
+                    StatusCode::OK,
+                    id,
+                    rpc::INTERNAL_ERROR,
+                    "endpoint list changed; retry",
+                ));
+            };
+            let init = match state
+                .upstream
+                .initialize(&endpoint.url, &upstream_headers(server), upstream_version(requested))
+                .await
+            {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = state.control.abort(&server.id, &resv.id).await;
+                    return Err(upstream_failure(id, &e));
+                }
+            };
+            let meta = SlotMeta {
+                session_id: init.session_id.clone(),
+                protocol_version: Some(init.protocol_version.clone()),
+                endpoint: Some(endpoint.url.clone()),
+                init: Some(init.result.to_string()),
+            };
+            let slot_id = uuid::Uuid::new_v4().simple().to_string();
+            match state.control.commit(&server.id, &resv.id, &slot_id, &meta).await {
+                Ok(Committed::Leased(lease)) => Ok(lease),
+                Ok(Committed::Added(_)) => Err(rpc::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    id,
+                    rpc::INTERNAL_ERROR,
+                    "binding changed; retry",
+                )),
+                Err(e) => {
+                    // The slot never joined the pool: end its upstream session.
+                    let target = SessionTarget {
+                        url: endpoint.url.clone(),
+                        session_id: init.session_id,
+                        protocol_version: init.protocol_version,
+                        headers: upstream_headers(server),
+                    };
+                    let _ = state.upstream.close(&target).await;
+                    Err(control_error(id, e))
+                }
+            }
+        }
+        Err(e) => Err(control_error(id, e)),
+    }
+}
+
+async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Value, id: &Value) -> Response {
+    let requested = msg.pointer("/params/protocolVersion").and_then(Value::as_str);
+    let pooled = state.config.pooling.enabled && server.pool.pool_enabled;
+    let now = poolgate_shared::auth::now_unix();
+    let (session, result) = if !pooled {
+        let Some(endpoint) = server.endpoints.first() else {
+            return rpc::error(StatusCode::OK, id, rpc::INTERNAL_ERROR, "server has no endpoint");
+        };
+        let init = match state
+            .upstream
+            .initialize(&endpoint.url, &upstream_headers(server), upstream_version(requested))
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return upstream_failure(id, &e),
+        };
+        let session = ClientSession {
+            sub: subject.to_owned(),
+            srv: server.id.to_string(),
+            key: String::new(),
+            url: endpoint.url.clone(),
+            sid: init.session_id,
+            pv: init.protocol_version.clone(),
+            cv: client_version(requested, &init.protocol_version),
+            mode: MODE_DIRECT.to_owned(),
+            iat: now,
+        };
+        (session, init.result)
+    } else {
+        let bound = server.pool.pool_isolation == Isolation::Session;
+        let key = bound.then(|| format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple()));
+        let lease = match warm_lease(state, server, key.as_deref(), requested, id).await {
+            Ok(l) => l,
+            Err(resp) => return resp,
+        };
+        let meta = lease.slot.meta.clone();
+        let _ = state.control.release(&server.id, &lease.id, Outcome::default()).await;
+        let pv = meta
+            .protocol_version
+            .clone()
+            .unwrap_or_else(|| LATEST_SESSION_VERSION.to_owned());
+        let result: Value = meta
+            .init
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null);
+        let session = ClientSession {
+            sub: subject.to_owned(),
+            srv: server.id.to_string(),
+            key: key.unwrap_or_default(),
+            url: meta.endpoint.clone().unwrap_or_default(),
+            sid: if bound { meta.session_id.clone() } else { None },
+            pv: pv.clone(),
+            cv: client_version(requested, &pv),
+            mode: if bound { MODE_BOUND } else { MODE_SHARED }.to_owned(),
+            iat: now,
+        };
+        (session, result)
+    };
+    let mut result = result;
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("protocolVersion".into(), Value::String(session.cv.clone()));
+    }
+    let encoded = match state.sessions.encode(&session) {
+        Ok(e) => e,
+        Err(e) => {
+            return rpc::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                id,
+                rpc::INTERNAL_ERROR,
+                format!("session id: {e}"),
+            )
+        }
+    };
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&encoded) {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+/// A lease for a new client session, pre-pinging a warm upstream session that is older than
+/// [`PRE_PING_SKIP_MS`] (`pool_pre_ping`); a dead one is marked unhealthy and another is tried once.
+async fn warm_lease(
+    state: &AppState,
+    server: &Server,
+    key: Option<&str>,
+    requested: Option<&str>,
+    id: &Value,
+) -> Result<Lease, Response> {
+    for attempt in 0..2 {
+        let lease = lease_slot(state, server, key, requested, id).await?;
+        // Control-plane time of this grant: the expiry minus the lease TTL.
+        let granted_ms = lease.expires_ms - i64::from(server.pool.pool_lease_ttl) * 1000;
+        let young = granted_ms - lease.slot.created_ms < PRE_PING_SKIP_MS;
+        if !server.pool.pool_pre_ping || young || attempt == 1 {
+            return Ok(lease);
+        }
+        let target = SessionTarget {
+            url: lease.slot.meta.endpoint.clone().unwrap_or_default(),
+            session_id: lease.slot.meta.session_id.clone(),
+            protocol_version: lease.slot.meta.protocol_version.clone().unwrap_or_default(),
+            headers: upstream_headers(server),
+        };
+        match state.upstream.ping(&target).await {
+            Ok(()) => return Ok(lease),
+            Err(e) => {
+                tracing::info!(server_id = %server.id, slot = %lease.slot.id, error = %e, "pre-ping failed; slot marked unhealthy");
+                if let Some(k) = key {
+                    let _ = state.control.unbind(&server.id, k).await;
+                }
+                let failed = Outcome {
+                    error: true,
+                    ..Default::default()
+                };
+                let _ = state.control.release(&server.id, &lease.id, failed).await;
+                let unhealthy = poolgate_shared::control::SlotState::Unhealthy;
+                if let Ok(changed) = state.control.mark(&server.id, &lease.slot.id, unhealthy).await {
+                    proxy::close_slots(state, server, changed.closed);
+                }
+            }
+        }
+    }
+    Err(rpc::error(
+        StatusCode::OK,
+        id,
+        rpc::UPSTREAM_ERROR,
+        "no healthy upstream session",
+    ))
+}

@@ -1,0 +1,452 @@
+//! Forwarding one client message to its upstream session, and passing the answer back — as JSON,
+//! or event by event when the upstream streams. Whatever happens, a client request gets the
+//! upstream's answer or a JSON-RPC error (I10); guards tied to the response's life release
+//! leases and in-flight ids even when the client goes away mid-stream.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use poolgate_shared::control::{Outcome, SlotRecord};
+use poolgate_shared::domain::pool::Strategy;
+use poolgate_shared::domain::server::Server;
+use poolgate_shared::session_id::ClientSession;
+use poolgate_shared::upstream::sse::SseEvent;
+use poolgate_shared::upstream::{EventStream, Reply, SessionTarget, UpstreamError, REQUEST_TIMEOUT};
+
+use super::{lease_slot, rpc, upstream_headers, MODE_BOUND, MODE_SHARED};
+use crate::state::AppState;
+
+/// Refresh a binding's idle TTL at most this often per node (amortizes the control-plane call).
+const MAX_TOUCH_INTERVAL: Duration = Duration::from_secs(30);
+
+pub(crate) fn target(server: &Server, session: &ClientSession) -> SessionTarget {
+    SessionTarget {
+        url: session.url.clone(),
+        session_id: session.sid.clone(),
+        protocol_version: session.pv.clone(),
+        headers: upstream_headers(server),
+    }
+}
+
+fn slot_target(server: &Server, slot: &SlotRecord) -> SessionTarget {
+    SessionTarget {
+        url: slot.meta.endpoint.clone().unwrap_or_default(),
+        session_id: slot.meta.session_id.clone(),
+        protocol_version: slot.meta.protocol_version.clone().unwrap_or_default(),
+        headers: upstream_headers(server),
+    }
+}
+
+/// Ends the upstream sessions of slots that left the pool (best effort, in the background).
+pub(crate) fn close_slots(state: &AppState, server: &Server, closed: Vec<SlotRecord>) {
+    if closed.is_empty() {
+        return;
+    }
+    let client = state.upstream.clone();
+    let targets: Vec<SessionTarget> = closed.iter().map(|s| slot_target(server, s)).collect();
+    tokio::spawn(async move {
+        for t in targets {
+            if let Err(e) = client.close(&t).await {
+                tracing::debug!(url = %t.url, error = %e, "closing a retired upstream session failed");
+            }
+        }
+    });
+}
+
+/// Removes an in-flight request id when the answer is done (or abandoned).
+struct InFlight {
+    state: AppState,
+    session: String,
+    id: String,
+}
+
+impl InFlight {
+    /// Registers `id` for `session`; `None` if it is already in flight (I9).
+    fn enter(state: &AppState, session: &str, id: &Value) -> Option<InFlight> {
+        let id = id.to_string();
+        let mut map = state.inflight.lock().ok()?;
+        if !map.entry(session.to_owned()).or_default().insert(id.clone()) {
+            return None;
+        }
+        Some(InFlight {
+            state: state.clone(),
+            session: session.to_owned(),
+            id,
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.state.inflight.lock() {
+            if let Some(set) = map.get_mut(&self.session) {
+                set.remove(&self.id);
+                if set.is_empty() {
+                    map.remove(&self.session);
+                }
+            }
+        }
+    }
+}
+
+/// Releases a shared-isolation lease when the answer is done, and renews it while it streams.
+struct LeaseGuard {
+    state: AppState,
+    server: Server,
+    lease: String,
+    started: Instant,
+    error: bool,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseGuard {
+    fn new(state: &AppState, server: &Server, lease: String) -> LeaseGuard {
+        let every = Duration::from_millis(u64::from(server.pool.pool_lease_ttl) * 500).max(Duration::from_millis(500));
+        let (control, pool, id) = (state.control.clone(), server.id.clone(), lease.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if !matches!(control.renew(&pool, &id).await, Ok(Some(_))) {
+                    break;
+                }
+            }
+        });
+        LeaseGuard {
+            state: state.clone(),
+            server: server.clone(),
+            lease,
+            started: Instant::now(),
+            error: false,
+            renewer,
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        let outcome = Outcome {
+            latency_ms: Some(self.started.elapsed().as_millis() as u64),
+            error: self.error,
+            retire: self.server.pool.pool_strategy == Strategy::None,
+        };
+        let (state, server, lease) = (self.state.clone(), self.server.clone(), self.lease.clone());
+        tokio::spawn(async move {
+            match state.control.release(&server.id, &lease, outcome).await {
+                Ok(changed) => close_slots(&state, &server, changed.closed),
+                Err(e) => {
+                    tracing::warn!(server_id = %server.id, error = %e, "release failed; the lease expires by TTL")
+                }
+            }
+        });
+    }
+}
+
+/// Rewrites ids in events and notices the final answer.
+struct Mapper {
+    /// (upstream id, client id) of the forwarded request.
+    request: Option<(Value, Value)>,
+    /// (upstream token, client token) of its progress token.
+    token: Option<(Value, Value)>,
+    answered: bool,
+}
+
+impl Mapper {
+    fn map(&mut self, mut msg: Value) -> Value {
+        if let Some((up, orig)) = &self.request {
+            if msg.get("method").is_none() && msg.get("id") == Some(up) {
+                msg["id"] = orig.clone();
+                self.answered = true;
+            }
+        }
+        if let Some((up, orig)) = &self.token {
+            if msg.pointer("/params/progressToken") == Some(up) {
+                msg["params"]["progressToken"] = orig.clone();
+            }
+        }
+        msg
+    }
+
+    fn map_event(&mut self, mut e: SseEvent) -> SseEvent {
+        if let Ok(msg) = serde_json::from_str::<Value>(&e.data) {
+            let is_answer = msg.get("method").is_none() && msg.get("id").is_some();
+            let mapped = self.map(msg);
+            if is_answer && self.request.is_none() {
+                self.answered = true;
+            }
+            e.data = mapped.to_string();
+        }
+        e
+    }
+}
+
+/// An SSE response passing `events` through `mapper`; `guards` live as long as the stream. If the
+/// upstream stream breaks before the request's answer, the client gets a JSON-RPC error event.
+fn stream_response<G: Send + 'static>(
+    events: EventStream,
+    mapper: Mapper,
+    client_id: Option<Value>,
+    guards: G,
+) -> Response {
+    struct St<G> {
+        events: EventStream,
+        mapper: Mapper,
+        client_id: Option<Value>,
+        done: bool,
+        _guards: G,
+    }
+    let st = St {
+        events,
+        mapper,
+        client_id,
+        done: false,
+        _guards: guards,
+    };
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        match st.events.next().await {
+            Some(Ok(e)) => {
+                let e = st.mapper.map_event(e);
+                Some((Ok::<_, Infallible>(Bytes::from(e.encode())), st))
+            }
+            end => {
+                st.done = true;
+                let failed = match end {
+                    Some(Err(e)) => Some(e.to_string()),
+                    _ => None,
+                };
+                match (&st.client_id, st.mapper.answered) {
+                    (Some(id), false) => {
+                        let why = failed.unwrap_or_else(|| "upstream ended the stream without an answer".to_owned());
+                        let msg =
+                            json!({"jsonrpc": "2.0", "id": id, "error": {"code": rpc::UPSTREAM_ERROR, "message": why}});
+                        let e = SseEvent {
+                            event: Some("message".into()),
+                            data: msg.to_string(),
+                            id: None,
+                            retry: None,
+                        };
+                        Some((Ok(Bytes::from(e.encode())), st))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/event-stream"));
+    resp.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn failure(id: Option<&Value>, e: &UpstreamError) -> Response {
+    match id {
+        Some(id) => rpc::error(
+            StatusCode::OK,
+            id,
+            rpc::UPSTREAM_ERROR,
+            format!("upstream MCP server failed: {e}"),
+        ),
+        None => rpc::error(
+            StatusCode::BAD_GATEWAY,
+            &Value::Null,
+            rpc::UPSTREAM_ERROR,
+            format!("upstream MCP server failed: {e}"),
+        ),
+    }
+}
+
+/// Refreshes the binding's idle TTL when due; a binding that ended elsewhere ends this session.
+async fn touch(state: &AppState, server: &Server, session: &ClientSession) -> Result<(), Response> {
+    let every = Duration::from_millis(u64::from(server.pool.pool_idle_ttl) * 250).min(MAX_TOUCH_INTERVAL);
+    let due = state
+        .touched
+        .lock()
+        .map(|m| m.get(&session.key).is_none_or(|at| at.elapsed() >= every))
+        .unwrap_or(true);
+    if !due {
+        return Ok(());
+    }
+    match state.control.touch(&server.id, &session.key).await {
+        Ok(true) => {
+            if let Ok(mut m) = state.touched.lock() {
+                m.insert(session.key.clone(), Instant::now());
+            }
+            Ok(())
+        }
+        Ok(false) => {
+            // Ended by a DELETE on another node, idle expiry or recycling: the upstream session is
+            // closed (or about to be); the client must start over.
+            if let Ok(mut m) = state.touched.lock() {
+                m.remove(&session.key);
+            }
+            Err(rpc::session_not_found(&Value::Null))
+        }
+        Err(e) => {
+            // Keep serving an existing session while the control plane is unreachable (SPEC §8).
+            tracing::debug!(error = %e, "binding touch failed; serving from the session id");
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn forward(
+    state: &AppState,
+    server: &Server,
+    session: &ClientSession,
+    msg: Value,
+    raw: Bytes,
+) -> Response {
+    let id = msg.get("id").cloned();
+    let is_request = id.is_some() && msg.get("method").is_some();
+    if session.mode == MODE_SHARED {
+        return forward_shared(state, server, session, msg, id, is_request).await;
+    }
+    if session.mode == MODE_BOUND {
+        if let Err(resp) = touch(state, server, session).await {
+            return resp;
+        }
+    }
+    let inflight_key = format!("{}|{}", session.key, session.sid.as_deref().unwrap_or_default());
+    let guard = match (&id, is_request) {
+        (Some(id), true) => match InFlight::enter(state, &inflight_key, id) {
+            Some(g) => Some(g),
+            None => {
+                return rpc::error(
+                    StatusCode::OK,
+                    id,
+                    rpc::DUPLICATE_ID,
+                    "request id already in flight in this session",
+                )
+            }
+        },
+        _ => None,
+    };
+    let target = target(server, session);
+    match state.upstream.send(&target, raw.to_vec(), REQUEST_TIMEOUT).await {
+        Ok(Reply::Accepted) => StatusCode::ACCEPTED.into_response(),
+        Ok(Reply::Json(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
+        Ok(Reply::Stream(events)) => {
+            let mapper = Mapper {
+                request: None,
+                token: None,
+                answered: !is_request,
+            };
+            stream_response(events, mapper, id.filter(|_| is_request), guard)
+        }
+        Err(UpstreamError::SessionLost) => {
+            if session.mode == MODE_BOUND {
+                if let Ok(changed) = state.control.unbind(&server.id, &session.key).await {
+                    close_slots(state, server, changed.closed);
+                }
+            }
+            rpc::session_not_found(id.as_ref().unwrap_or(&Value::Null))
+        }
+        Err(e) => failure(id.as_ref().filter(|_| is_request), &e),
+    }
+}
+
+/// Shared isolation: lease a slot for this one message; ids and progress tokens are rewritten so
+/// that concurrent clients on one upstream session never see each other's answers (I9). A lost
+/// upstream session is retired and the message replayed once on a fresh slot.
+async fn forward_shared(
+    state: &AppState,
+    server: &Server,
+    session: &ClientSession,
+    msg: Value,
+    id: Option<Value>,
+    is_request: bool,
+) -> Response {
+    let sticky_key = (server.pool.pool_strategy == Strategy::Sticky).then(|| format!("{}:{}", session.sub, server.id));
+    let null = Value::Null;
+    for attempt in 0..2 {
+        let lease = match lease_slot(
+            state,
+            server,
+            sticky_key.as_deref(),
+            Some(&session.pv),
+            id.as_ref().unwrap_or(&null),
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(resp) => return resp,
+        };
+        let mut guard = LeaseGuard::new(state, server, lease.id.clone());
+        let mut out = msg.clone();
+        let mut mapper = Mapper {
+            request: None,
+            token: None,
+            answered: !is_request,
+        };
+        if let (true, Some(orig)) = (is_request, &id) {
+            let up = Value::String(format!("pg:{}", lease.id));
+            out["id"] = up.clone();
+            mapper.request = Some((up, orig.clone()));
+            if let Some(tok) = msg.pointer("/params/_meta/progressToken").cloned() {
+                let up_tok = Value::String(format!("pg:{}:{}", lease.id, tok));
+                out["params"]["_meta"]["progressToken"] = up_tok.clone();
+                mapper.token = Some((up_tok, tok));
+            }
+        }
+        let target = slot_target(server, &lease.slot);
+        match state
+            .upstream
+            .send(&target, out.to_string().into_bytes(), REQUEST_TIMEOUT)
+            .await
+        {
+            Ok(Reply::Accepted) => return StatusCode::ACCEPTED.into_response(),
+            Ok(Reply::Json(v)) => {
+                guard.error = v.get("error").is_some();
+                return (StatusCode::OK, axum::Json(mapper.map(v))).into_response();
+            }
+            Ok(Reply::Stream(events)) => return stream_response(events, mapper, id.filter(|_| is_request), guard),
+            Err(UpstreamError::SessionLost) => {
+                // Retire the dead slot (on guard drop) and replay once on another.
+                guard.error = true;
+                drop(guard);
+                let _ = state
+                    .control
+                    .release(
+                        &server.id,
+                        &lease.id,
+                        Outcome {
+                            error: true,
+                            retire: true,
+                            latency_ms: None,
+                        },
+                    )
+                    .await;
+                if attempt == 0 {
+                    continue;
+                }
+                return failure(id.as_ref().filter(|_| is_request), &UpstreamError::SessionLost);
+            }
+            Err(e) => {
+                guard.error = true;
+                if let Ok(changed) = state
+                    .control
+                    .mark(
+                        &server.id,
+                        &lease.slot.id,
+                        poolgate_shared::control::SlotState::Unhealthy,
+                    )
+                    .await
+                {
+                    close_slots(state, server, changed.closed);
+                }
+                return failure(id.as_ref().filter(|_| is_request), &e);
+            }
+        }
+    }
+    failure(id.as_ref().filter(|_| is_request), &UpstreamError::SessionLost)
+}
