@@ -164,6 +164,24 @@ impl TestApp {
         }
     }
 
+    /// Waits, like an orchestrator would, until `/ready` answers 200 (Redis connected).
+    pub async fn wait_ready(self) -> TestApp {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self
+            .client
+            .get(self.url("/ready"))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            != Some(StatusCode::OK)
+        {
+            assert!(std::time::Instant::now() < deadline, "node never became ready");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod bulk;
 mod cli;
+mod mcp;
 mod migrations;
 mod pool_config;
 mod probes;

@@ -332,8 +332,10 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
         (session, init.result)
     } else {
         let bound = server.pool.pool_isolation == Isolation::Session;
-        let key = bound.then(|| format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple()));
-        let lease = match warm_lease(state, server, key.as_deref(), requested, id).await {
+        // Every client session gets a unique key: its binding in session isolation, and the
+        // scope of its in-flight request ids in both isolations.
+        let key = format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple());
+        let lease = match warm_lease(state, server, bound.then_some(key.as_str()), requested, id).await {
             Ok(l) => l,
             Err(resp) => return resp,
         };
@@ -351,7 +353,7 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
         let session = ClientSession {
             sub: subject.to_owned(),
             srv: server.id.to_string(),
-            key: key.unwrap_or_default(),
+            key,
             url: meta.endpoint.clone().unwrap_or_default(),
             sid: if bound { meta.session_id.clone() } else { None },
             pv: pv.clone(),

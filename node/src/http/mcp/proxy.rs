@@ -308,14 +308,6 @@ pub(crate) async fn forward(
 ) -> Response {
     let id = msg.get("id").cloned();
     let is_request = id.is_some() && msg.get("method").is_some();
-    if session.mode == MODE_SHARED {
-        return forward_shared(state, server, session, msg, id, is_request).await;
-    }
-    if session.mode == MODE_BOUND {
-        if let Err(resp) = touch(state, server, session).await {
-            return resp;
-        }
-    }
     let inflight_key = format!("{}|{}", session.key, session.sid.as_deref().unwrap_or_default());
     let guard = match (&id, is_request) {
         (Some(id), true) => match InFlight::enter(state, &inflight_key, id) {
@@ -331,6 +323,14 @@ pub(crate) async fn forward(
         },
         _ => None,
     };
+    if session.mode == MODE_SHARED {
+        return forward_shared(state, server, session, msg, id, is_request, guard).await;
+    }
+    if session.mode == MODE_BOUND {
+        if let Err(resp) = touch(state, server, session).await {
+            return resp;
+        }
+    }
     let target = target(server, session);
     match state.upstream.send(&target, raw.to_vec(), REQUEST_TIMEOUT).await {
         Ok(Reply::Accepted) => StatusCode::ACCEPTED.into_response(),
@@ -365,6 +365,7 @@ async fn forward_shared(
     msg: Value,
     id: Option<Value>,
     is_request: bool,
+    inflight: Option<InFlight>,
 ) -> Response {
     let sticky_key = (server.pool.pool_strategy == Strategy::Sticky).then(|| format!("{}:{}", session.sub, server.id));
     let null = Value::Null;
@@ -409,7 +410,9 @@ async fn forward_shared(
                 guard.error = v.get("error").is_some();
                 return (StatusCode::OK, axum::Json(mapper.map(v))).into_response();
             }
-            Ok(Reply::Stream(events)) => return stream_response(events, mapper, id.filter(|_| is_request), guard),
+            Ok(Reply::Stream(events)) => {
+                return stream_response(events, mapper, id.filter(|_| is_request), (guard, inflight))
+            }
             Err(UpstreamError::SessionLost) => {
                 // Retire the dead slot (on guard drop) and replay once on another.
                 guard.error = true;

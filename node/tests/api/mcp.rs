@@ -1,0 +1,501 @@
+//! The MCP data plane end to end, driven by Rust: a real node (or two sharing Redis), the
+//! project's test upstream, and a minimal Streamable HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poolgate_loadtests::upstream::{Upstream, UpstreamConfig};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{redis_url, Backend, TestApp, TestDb, TEST_SECRET};
+
+/// A minimal session-era MCP client over reqwest.
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+    user: String,
+    session: Option<String>,
+}
+
+impl Client {
+    fn new(app: &TestApp, server: &str, user: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: app.url(&format!("/servers/{server}/mcp")),
+            token: app.token(user, &["reader"], &[], 600),
+            user: user.to_owned(),
+            session: None,
+        }
+    }
+
+    /// Same session, sent to another node.
+    fn via(&self, app: &TestApp, server: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            url: app.url(&format!("/servers/{server}/mcp")),
+            token: app.token(&self.user, &["reader"], &[], 600),
+            user: self.user.clone(),
+            session: self.session.clone(),
+        }
+    }
+
+    async fn post(&self, body: Value) -> (StatusCode, Value, Option<String>) {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let sid = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let text = resp.text().await.expect("body");
+        let value = if is_sse {
+            // The last data line is the answer.
+            let answers: Vec<Value> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            json!(answers)
+        } else if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"))
+        };
+        (status, value, sid)
+    }
+
+    async fn initialize(&mut self) -> Value {
+        let (status, body, sid) = self
+            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        self.session = Some(sid.expect("the gateway issues a session id"));
+        let (status, _, _) = self
+            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        body
+    }
+
+    async fn call(&self, id: i64, tool: &str, args: Value) -> (StatusCode, Value) {
+        let (status, body, _) =
+            self.post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}})).await;
+        (status, body)
+    }
+
+    /// Calls the counter; returns (count, upstream session) and asserts the id came back.
+    async fn count(&self, id: i64) -> (u64, String) {
+        let (status, body) = self.call(id, "counter", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["id"], id, "{body}");
+        let sc = &body["result"]["structuredContent"];
+        (
+            sc["count"].as_u64().expect("count"),
+            sc["session"].as_str().expect("session").to_owned(),
+        )
+    }
+
+    async fn delete(&self) -> StatusCode {
+        let mut req = self.http.delete(&self.url).bearer_auth(&self.token);
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send().await.expect("sent").status()
+    }
+}
+
+async fn upstream(config: UpstreamConfig) -> Upstream {
+    Upstream::start(([127, 0, 0, 1], 0).into(), config)
+        .await
+        .expect("test upstream starts")
+}
+
+/// Registers `id` against `upstream` with pooling on and the given pool fields.
+async fn register(app: &TestApp, id: &str, upstream: &Upstream, pool: Value) {
+    let mut extra = json!({"endpoints": [{"url": upstream.url()}], "pool_enabled": true, "pool_min_size": 0});
+    for (k, v) in pool.as_object().expect("object") {
+        extra[k] = v.clone();
+    }
+    app.create_server(id, extra).await;
+}
+
+/// Session isolation: each client session has an upstream session of its own for its whole life;
+/// DELETE closes it upstream and the id is dead afterwards.
+#[tokio::test]
+async fn session_isolation_end_to_end() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(&app, "iso", &up, json!({"pool_max_size": 4})).await;
+    let mut a = Client::new(&app, "iso", "alice");
+    let mut b = Client::new(&app, "iso", "alice");
+    let init = a.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "poolgate-test-upstream");
+    assert_eq!(
+        init["result"]["protocolVersion"], "2025-06-18",
+        "the client's version is honoured"
+    );
+    b.initialize().await;
+    assert_eq!(a.count(1).await.0, 1);
+    assert_eq!(a.count(2).await.0, 2);
+    let (b1, b_up) = b.count(1).await;
+    let (a3, a_up) = a.count(3).await;
+    assert_eq!((b1, a3), (1, 3), "two sessions never share upstream state");
+    assert_ne!(a_up, b_up);
+    // Streamed answers pass through with their progress notifications.
+    let (status, events) = a.call(4, "slow", json!({"ms": 60, "steps": 3})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(events.is_object() || events.is_array(), "{events}");
+    let deletes = up.stats().deletes.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(a.delete().await, StatusCode::OK);
+    assert_eq!(
+        up.stats().deletes.load(std::sync::atomic::Ordering::Relaxed),
+        deletes + 1,
+        "upstream DELETE observed"
+    );
+    let (status, body) = a.call(5, "counter", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(a.delete().await, StatusCode::NOT_FOUND);
+    // A new session never gets the closed upstream session back (I8).
+    let mut c = Client::new(&app, "iso", "alice");
+    c.initialize().await;
+    let (c1, c_up) = c.count(1).await;
+    assert_eq!(c1, 1);
+    assert_ne!(c_up, a_up);
+    app.stop().await;
+}
+
+/// Progress notifications stream to the client in order, before the answer.
+#[tokio::test]
+async fn progress_streams_before_the_answer() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(&app, "prog", &up, json!({})).await;
+    let mut a = Client::new(&app, "prog", "alice");
+    a.initialize().await;
+    let (status, events, _) = a
+        .post(json!({"jsonrpc": "2.0", "id": "p1", "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"ms": 90, "steps": 3}, "_meta": {"progressToken": "tok"}}}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let events = events.as_array().expect("an event stream").clone();
+    let progress: Vec<u64> = events
+        .iter()
+        .filter(|e| e["method"] == "notifications/progress")
+        .map(|e| {
+            assert_eq!(e["params"]["progressToken"], "tok");
+            e["params"]["progress"].as_u64().unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(progress, vec![1, 2, 3]);
+    assert_eq!(
+        events.last().map(|e| e["id"].clone()),
+        Some(json!("p1")),
+        "answer last: {events:?}"
+    );
+    app.stop().await;
+}
+
+/// Another user's session id, a tampered one and a truncated one are all 404 (I12).
+#[tokio::test]
+async fn foreign_tampered_and_truncated_ids_are_404() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(&app, "sec", &up, json!({})).await;
+    let mut alice = Client::new(&app, "sec", "alice");
+    alice.initialize().await;
+    let sid = alice.session.clone().expect("session");
+    let mut mallory = Client::new(&app, "sec", "bob");
+    mallory.session = Some(sid.clone());
+    assert_eq!(mallory.call(1, "counter", json!({})).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        mallory.delete().await,
+        StatusCode::NOT_FOUND,
+        "bob cannot end alice's session"
+    );
+    let mut flipped = sid.clone().into_bytes();
+    let mid = flipped.len() / 2;
+    flipped[mid] = if flipped[mid] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(flipped).expect("ascii"),
+        sid[..sid.len() - 4].to_owned(),
+        "garbage".to_owned(),
+    ] {
+        let mut c = Client::new(&app, "sec", "alice");
+        c.session = Some(bad);
+        let (status, body) = c.call(1, "counter", json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], -32001);
+    }
+    // The genuine session is untouched.
+    assert_eq!(alice.count(2).await.0, 1);
+    // No session header on a non-initialize request: 400.
+    let c = Client::new(&app, "sec", "alice");
+    assert_eq!(c.call(1, "counter", json!({})).await.0, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+async fn two_nodes(prefix: &str, extra: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let db = TestDb::new(Backend::Postgres).await;
+    let shared = TestDb::new_shared(&db.url);
+    let redis = redis_url();
+    let mut set = vec![("REDIS_URL", redis.as_str()), ("REDIS_POOL_PREFIX", prefix)];
+    set.extend_from_slice(extra);
+    let a = TestApp::spawn_on(db, &set, &[]).await.wait_ready().await;
+    let b = TestApp::spawn_on(shared, &set, &[]).await.wait_ready().await;
+    (a, b)
+}
+
+fn unique_prefix() -> String {
+    format!("pgt:{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Two nodes sharing one Redis: a client initializes on A, calls through B and A alternately and
+/// deletes through B — one upstream session throughout, closed upstream at the end, never reused.
+#[tokio::test]
+async fn two_nodes_route_one_session() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
+    register(&a, "fleet", &up, json!({"pool_max_size": 3})).await;
+    let mut on_a = Client::new(&a, "fleet", "alice");
+    on_a.initialize().await;
+    let on_b = on_a.via(&b, "fleet");
+    let mut seen = Vec::new();
+    for (i, c) in [&on_b, &on_a, &on_b, &on_a].iter().enumerate() {
+        seen.push(c.count(i as i64 + 1).await);
+    }
+    let counts: Vec<u64> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(counts, vec![1, 2, 3, 4]);
+    assert!(seen.iter().all(|s| s.1 == seen[0].1), "one upstream session: {seen:?}");
+    let deletes = up.stats().deletes.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(on_b.delete().await, StatusCode::OK);
+    // Closing runs in the background: wait for the upstream to see it.
+    for _ in 0..100 {
+        if up.stats().deletes.load(std::sync::atomic::Ordering::Relaxed) > deletes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        up.stats().deletes.load(std::sync::atomic::Ordering::Relaxed),
+        deletes + 1
+    );
+    assert_eq!(on_a.call(9, "counter", json!({})).await.0, StatusCode::NOT_FOUND);
+    let mut next = Client::new(&b, "fleet", "bob");
+    next.initialize().await;
+    let (n, other) = next.count(1).await;
+    assert_eq!(n, 1);
+    assert_ne!(other, seen[0].1, "the closed upstream session serves nobody else (I8)");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// 50 concurrent client sessions of two users through two nodes over a pool of 10: sessions
+/// churn through the pool, none ever sees another's counter, no upstream session is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_sessions_never_share_upstream_state() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
+    register(&a, "busy", &up, json!({"pool_max_size": 10, "pool_timeout": 30})).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (a, b) = (a.clone(), b.clone());
+        tasks.push(tokio::spawn(async move {
+            let user = if i % 2 == 0 { "alice" } else { "bob" };
+            let first = if i % 2 == 0 { &a } else { &b };
+            let other = if i % 2 == 0 { &b } else { &a };
+            let mut c = Client::new(first, "busy", user);
+            c.initialize().await;
+            let c2 = c.via(other, "busy");
+            let mut ups = Vec::new();
+            for n in 1..=3u64 {
+                let client = if n % 2 == 0 { &c2 } else { &c };
+                let (count, upstream) = client.count(n as i64).await;
+                assert_eq!(count, n, "session {i} saw count {count} at call {n}");
+                ups.push(upstream);
+            }
+            assert!(ups.iter().all(|u| *u == ups[0]));
+            assert_eq!(c.delete().await, StatusCode::OK);
+            ups.remove(0)
+        }));
+    }
+    let mut upstreams = Vec::new();
+    for t in tasks {
+        upstreams.push(t.await.expect("session task"));
+    }
+    upstreams.sort();
+    upstreams.dedup();
+    assert_eq!(
+        upstreams.len(),
+        50,
+        "every client session had an upstream session of its own"
+    );
+    let initializes = up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        initializes, 50,
+        "no upstream session was reused after its binding ended"
+    );
+    if let (Ok(a), Ok(b)) = (Arc::try_unwrap(a), Arc::try_unwrap(b)) {
+        b.stop().await;
+        a.stop().await;
+    }
+}
+
+/// A node restarted (new process, same secret) and a node with a rotated secret (old one as
+/// fallback) both serve an existing session.
+#[tokio::test]
+async fn sessions_survive_restart_and_key_rotation() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let prefix = unique_prefix();
+    let (a, b) = two_nodes(&prefix, &[]).await;
+    register(&a, "keep", &up, json!({})).await;
+    let mut c = Client::new(&a, "keep", "alice");
+    c.initialize().await;
+    assert_eq!(c.count(1).await.0, 1);
+    let url = a.db.url.clone();
+    b.stop().await;
+    a.stop().await; // drops nothing in Redis; the database goes too, so use a fresh one below
+    let _ = url;
+    let db = TestDb::new(Backend::Postgres).await;
+    let new_secret = "rotated-secret-rotated-secret-rotated-0123";
+    let redis = redis_url();
+    let rotated = TestApp::spawn_on(
+        db,
+        &[
+            ("REDIS_URL", redis.as_str()),
+            ("REDIS_POOL_PREFIX", prefix.as_str()),
+            ("JWT_SECRET_KEY", new_secret),
+            ("SESSION_SECRET_FALLBACKS", TEST_SECRET),
+        ],
+        &[],
+    )
+    .await
+    .wait_ready()
+    .await;
+    register(&rotated, "keep", &up, json!({})).await;
+    let moved = c.via(&rotated, "keep");
+    assert_eq!(
+        moved.count(2).await.0,
+        2,
+        "the old session id still routes to its upstream session"
+    );
+    rotated.stop().await;
+}
+
+/// Shared isolation, pool of 2 with capacity 1: a third slow call waits for a release and
+/// succeeds; with a short pool_timeout it fails with the exhaustion error instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhaustion_waits_then_times_out() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = Arc::new(TestApp::spawn(Backend::Sqlite).await);
+    register(
+        &app,
+        "tight",
+        &up,
+        json!({"pool_isolation": "shared", "pool_max_size": 2, "pool_timeout": 5}),
+    )
+    .await;
+    let run = |ms: u64| {
+        let app = app.clone();
+        async move {
+            let mut c = Client::new(&app, "tight", "alice");
+            c.initialize().await;
+            let started = std::time::Instant::now();
+            let (status, body) = c.call(1, "slow", json!({"ms": ms})).await;
+            (status, body, started.elapsed())
+        }
+    };
+    let results = futures_util::future::join_all((0..3).map(|_| run(400))).await;
+    for (status, body, _) in &results {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert!(body["result"].is_object(), "{body}");
+    }
+    let slowest = results.iter().map(|r| r.2).max().unwrap_or_default();
+    assert!(
+        slowest >= Duration::from_millis(750),
+        "the third call waited for a release: {slowest:?}"
+    );
+
+    app.admin(
+        reqwest::Method::PUT,
+        "/api/servers/tight/pool/config",
+        Some(json!({"pool_timeout": 1})),
+    )
+    .await;
+    tokio::time::sleep(crate::mcp::CACHE_TTL).await;
+    let results = futures_util::future::join_all((0..3).map(|_| run(2500))).await;
+    let exhausted: Vec<&Value> = results
+        .iter()
+        .filter(|r| r.0 == StatusCode::SERVICE_UNAVAILABLE)
+        .map(|r| &r.1)
+        .collect();
+    assert_eq!(exhausted.len(), 1, "{results:?}");
+    assert_eq!(exhausted[0]["error"]["code"], -32002, "{}", exhausted[0]);
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+}
+
+/// Server cache lifetime on nodes (configuration changes reach the data plane after it).
+pub const CACHE_TTL: Duration = Duration::from_millis(5_100);
+
+/// I9: two clients sending the same request id at the same instant over one shared upstream
+/// session each get their own answer; a client re-using an id still in flight gets an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_never_cross() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(
+        &app,
+        "ids",
+        &up,
+        json!({"pool_isolation": "shared", "pool_max_size": 1, "pool_session_capacity": 2}),
+    )
+    .await;
+    let mut c1 = Client::new(&app, "ids", "alice");
+    let mut c2 = Client::new(&app, "ids", "bob");
+    c1.initialize().await;
+    c2.initialize().await;
+    let (r1, r2) = tokio::join!(
+        c1.call(7, "echo", json!({"text": "one"})),
+        c2.call(7, "echo", json!({"text": "two"}))
+    );
+    assert_eq!((r1.1["id"].clone(), r2.1["id"].clone()), (json!(7), json!(7)));
+    assert_eq!(r1.1["result"]["structuredContent"]["text"], "one", "{}", r1.1);
+    assert_eq!(r2.1["result"]["structuredContent"]["text"], "two", "{}", r2.1);
+    assert_eq!(
+        up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one shared upstream session"
+    );
+
+    let mut bound = Client::new(&app, "ids", "carol");
+    bound.initialize().await;
+    let slow = bound.call(8, "slow", json!({"ms": 500}));
+    let dup = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bound.call(8, "echo", json!({"text": "dup"})).await
+    };
+    let (first, second) = tokio::join!(slow, dup);
+    assert_eq!(first.0, StatusCode::OK);
+    assert!(first.1["result"].is_object(), "{}", first.1);
+    assert_eq!(second.1["error"]["code"], -32004, "{}", second.1);
+    app.stop().await;
+}
