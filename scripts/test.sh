@@ -8,7 +8,9 @@
 #
 # It starts private PostgreSQL and Redis instances on free loopback ports
 # (scripts/lib/services.sh), exports their URLs for the tests
-# (POOLGATE_TEST_PG_URL, POOLGATE_TEST_REDIS_URL, ...), runs every phase
+# (POOLGATE_TEST_PG_URL, POOLGATE_TEST_REDIS_URL, ...), installs the MCP SDK
+# peers into .cache/peers when missing (scripts/lib/peers.sh:
+# POOLGATE_TEST_NPM_DIR, POOLGATE_TEST_PY), runs every phase
 # even if an earlier one failed, stops all services on exit (also on
 # failure or Ctrl-C) and exits non-zero if any phase failed.
 #
@@ -32,6 +34,8 @@ cd -- "$REPO_ROOT"
 
 # shellcheck source=scripts/lib/services.sh
 source "${SCRIPT_DIR}/lib/services.sh"
+# shellcheck source=scripts/lib/peers.sh
+source "${SCRIPT_DIR}/lib/peers.sh"
 
 export RUST_BACKTRACE=1
 if [[ -n "${CI:-}" ]]; then
@@ -98,6 +102,17 @@ if [[ "${POOLGATE_TEST_WITH_SENTINEL:-1}" == "1" ]]; then
     svc_start_redis_sentinel # exports POOLGATE_TEST_REDIS_SENTINEL_URL, ..._PRIMARY_PORT, ..._REPLICA_PORT
 fi
 log "<== services ready ($((SECONDS - t0))s)"
+
+# Real MCP peers for the SDK tests (node/tests/api/sdk.rs): the official
+# TypeScript and Python SDKs and server-everything, cached in .cache/peers/
+# (a rerun reuses them). Exports POOLGATE_TEST_NPM_DIR and POOLGATE_TEST_PY.
+log "==> MCP peers"
+t0=$SECONDS
+if ! peers_ensure; then
+    log "ERROR: installing the MCP SDK peers into .cache/peers failed (see the messages above); the SDK tests cannot run"
+    exit 1
+fi
+log "<== MCP peers ready ($((SECONDS - t0))s)"
 env | grep '^POOLGATE_TEST_' | sort | sed 's/^/    /'
 
 # ---------------------------------------------------------------------------

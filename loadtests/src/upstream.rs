@@ -60,6 +60,7 @@ struct Inner {
 pub struct Upstream {
     inner: Arc<Inner>,
     pub addr: SocketAddr,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl Upstream {
@@ -73,10 +74,27 @@ impl Upstream {
             stats: Stats::default(),
         });
         let app = router(inner.clone());
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.notified().await })
+                .await;
         });
-        Ok(Upstream { inner, addr })
+        Ok(Upstream { inner, addr, stop })
+    }
+
+    /// Stops listening (in-flight requests finish); every session it held is gone. Starting a
+    /// new upstream on the same address models a restarted server.
+    pub async fn stop(&self) {
+        self.stop.notify_one();
+        // Wait until the port is free again.
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(self.addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The MCP endpoint URL.

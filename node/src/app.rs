@@ -66,6 +66,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         upstream,
         servers: ServerCache::default(),
         inflight: Default::default(),
+        init_results: Default::default(),
         touched: Default::default(),
         node_id,
     }))

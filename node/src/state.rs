@@ -35,6 +35,9 @@ pub struct Inner {
     pub servers: ServerCache,
     /// JSON-RPC ids in flight per client session on this node (I9: a reused id is refused).
     pub inflight: Mutex<HashMap<String, HashSet<String>>>,
+    /// Per server: the upstream's protocol version and `initialize` result, so a shared-isolation
+    /// client's `initialize` needs no lease once this node has seen one.
+    pub init_results: Mutex<HashMap<ServerId, (String, serde_json::Value)>>,
     /// When this node last refreshed each binding's idle TTL (touches are amortized).
     pub touched: Mutex<HashMap<String, Instant>>,
     /// Identifies this node in logs and per-node metrics.

@@ -12,4 +12,5 @@ mod mcp;
 mod migrations;
 mod pool_config;
 mod probes;
+mod sdk;
 mod servers;

@@ -81,12 +81,13 @@ impl Client {
     }
 
     async fn initialize(&mut self) -> Value {
+        self.session = None;
         let (status, body, sid) = self
             .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
                 "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        self.session = Some(sid.expect("the gateway issues a session id"));
+        self.session = Some(sid.unwrap_or_else(|| panic!("the gateway issues a session id: {body}")));
         let (status, _, _) = self
             .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
@@ -439,7 +440,6 @@ async fn exhaustion_waits_then_times_out() {
         Some(json!({"pool_timeout": 1})),
     )
     .await;
-    tokio::time::sleep(crate::mcp::CACHE_TTL).await;
     let results = futures_util::future::join_all((0..3).map(|_| run(2500))).await;
     let exhausted: Vec<&Value> = results
         .iter()
@@ -452,9 +452,6 @@ async fn exhaustion_waits_then_times_out() {
         app.stop().await;
     }
 }
-
-/// Server cache lifetime on nodes (configuration changes reach the data plane after it).
-pub const CACHE_TTL: Duration = Duration::from_millis(5_100);
 
 /// I9: two clients sending the same request id at the same instant over one shared upstream
 /// session each get their own answer; a client re-using an id still in flight gets an error.
@@ -497,5 +494,64 @@ async fn request_ids_never_cross() {
     assert_eq!(first.0, StatusCode::OK);
     assert!(first.1["result"].is_object(), "{}", first.1);
     assert_eq!(second.1["error"]["code"], -32004, "{}", second.1);
+    app.stop().await;
+}
+
+/// Upstream down: clear JSON-RPC errors, no hang. Upstream restarted (its sessions lost): a
+/// session-isolated client gets 404 and re-initializes successfully; in shared isolation the
+/// request is replayed once on a fresh upstream session and the client never notices.
+#[tokio::test]
+async fn upstream_down_and_restarted() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let addr = up.addr;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(&app, "bound", &up, json!({})).await;
+    register(
+        &app,
+        "shared",
+        &up,
+        json!({"pool_isolation": "shared", "pool_pre_ping": false}),
+    )
+    .await;
+    let mut bound = Client::new(&app, "bound", "alice");
+    bound.initialize().await;
+    let mut shared = Client::new(&app, "shared", "alice");
+    shared.initialize().await;
+    assert_eq!(bound.count(1).await.0, 1);
+    assert_eq!(shared.call(1, "echo", json!({"text": "a"})).await.0, StatusCode::OK);
+
+    up.stop().await;
+    for c in [&bound, &shared] {
+        let started = std::time::Instant::now();
+        let (status, body) = c.call(2, "echo", json!({"text": "down"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["id"], 2);
+        assert_eq!(body["error"]["code"], -32003, "a clear JSON-RPC error: {body}");
+        assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+    }
+
+    // The same address comes back as a fresh server: every old upstream session is gone.
+    let again = Upstream::start(addr, UpstreamConfig::default())
+        .await
+        .expect("restart on the same port");
+    let (status, body) = bound.call(3, "counter", json!({})).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "session isolation: the client must re-initialize: {body}"
+    );
+    bound.initialize().await;
+    assert_eq!(
+        bound.count(4).await.0,
+        1,
+        "a new upstream session after re-initializing"
+    );
+    let (status, body) = shared.call(5, "echo", json!({"text": "replayed"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["text"], "replayed",
+        "shared isolation replays once: {body}"
+    );
+    assert!(again.stats().initializes.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     app.stop().await;
 }

@@ -85,6 +85,7 @@ pub async fn put_config(
             UpdateError::Store(e) => e.into(),
         })?;
     tracing::info!(server_id = %id, actor = %caller.subject, ?patch, "pool configuration changed");
+    super::propagate(&state, &server).await;
     Ok(Json(PoolView::from(&server)))
 }
 
@@ -148,6 +149,9 @@ pub async fn bulk_update(
             BulkError::Store(e) => e.into(),
         })?;
     tracing::info!(actor = %caller.subject, count = updated.len(), ?patch, "bulk pool update");
+    for server in &updated {
+        super::propagate(&state, server).await;
+    }
     Ok(Json(BulkResult {
         updated: updated.len(),
         server_ids: updated.into_iter().map(|s| s.id).collect(),

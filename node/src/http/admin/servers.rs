@@ -33,6 +33,7 @@ pub async fn create(
         .map_err(ApiError::validation)?;
     state.store.create_server(&server, &caller.subject).await?;
     tracing::info!(server_id = %server.id, actor = %caller.subject, "server registered");
+    super::propagate(&state, &server).await;
     let location = format!("/api/servers/{}", server.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(server)).into_response())
 }
@@ -73,6 +74,7 @@ pub async fn update(
             UpdateError::Store(e) => e.into(),
         })?;
     tracing::info!(server_id = %id, actor = %caller.subject, "server updated");
+    super::propagate(&state, &server).await;
     Ok(Json(server))
 }
 
@@ -83,6 +85,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_server(&id, &caller.subject).await? {
         tracing::info!(server_id = %id, actor = %caller.subject, "server deleted");
+        state.servers.invalidate(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(server_not_found(&id))

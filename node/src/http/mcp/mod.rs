@@ -141,10 +141,17 @@ pub async fn post(
         Err(resp) => return resp,
     };
     let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if method == "initialize" {
+        // Always a new client session (a client re-initializing after a 404 may still send its
+        // old id); the upstream session behind it is the gateway's business.
+        return initialize(&state, &server, &caller.subject, &msg, &id).await;
+    }
+    if method == "notifications/initialized" && msg.get("id").is_none() {
+        // The gateway did the upstream handshake itself; this is the client's half, acknowledged
+        // here (forwarding it would send a second `initialized` to a warm upstream session).
+        return StatusCode::ACCEPTED.into_response();
+    }
     if session_header(&headers).is_none() {
-        if method == "initialize" {
-            return initialize(&state, &server, &caller.subject, &msg, &id).await;
-        }
         return rpc::error(
             StatusCode::BAD_REQUEST,
             &id,
@@ -335,21 +342,37 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
         // Every client session gets a unique key: its binding in session isolation, and the
         // scope of its in-flight request ids in both isolations.
         let key = format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple());
-        let lease = match warm_lease(state, server, bound.then_some(key.as_str()), requested, id).await {
-            Ok(l) => l,
-            Err(resp) => return resp,
+        let cached = if bound {
+            None
+        } else {
+            state.init_results.lock().ok().and_then(|m| m.get(&server.id).cloned())
         };
-        let meta = lease.slot.meta.clone();
-        let _ = state.control.release(&server.id, &lease.id, Outcome::default()).await;
-        let pv = meta
-            .protocol_version
-            .clone()
-            .unwrap_or_else(|| LATEST_SESSION_VERSION.to_owned());
-        let result: Value = meta
-            .init
-            .as_deref()
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or(Value::Null);
+        let (meta, pv, result) = match cached {
+            Some((pv, result)) => (SlotMeta::default(), pv, result),
+            None => {
+                let lease = match warm_lease(state, server, bound.then_some(key.as_str()), requested, id).await {
+                    Ok(l) => l,
+                    Err(resp) => return resp,
+                };
+                let meta = lease.slot.meta.clone();
+                let _ = state.control.release(&server.id, &lease.id, Outcome::default()).await;
+                let pv = meta
+                    .protocol_version
+                    .clone()
+                    .unwrap_or_else(|| LATEST_SESSION_VERSION.to_owned());
+                let result: Value = meta
+                    .init
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or(Value::Null);
+                if !bound {
+                    if let Ok(mut m) = state.init_results.lock() {
+                        m.insert(server.id.clone(), (pv.clone(), result.clone()));
+                    }
+                }
+                (meta, pv, result)
+            }
+        };
         let session = ClientSession {
             sub: subject.to_owned(),
             srv: server.id.to_string(),
