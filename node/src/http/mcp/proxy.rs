@@ -16,7 +16,7 @@ use poolgate_shared::domain::pool::Strategy;
 use poolgate_shared::domain::server::Server;
 use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::sse::SseEvent;
-use poolgate_shared::upstream::{EventStream, Reply, SessionTarget, UpstreamError, REQUEST_TIMEOUT};
+use poolgate_shared::upstream::{EventStream, Reply, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT};
 
 use super::{lease_slot, rpc, upstream_headers, MODE_BOUND, MODE_SHARED};
 use crate::state::AppState;
@@ -154,6 +154,9 @@ struct Mapper {
     /// (upstream token, client token) of its progress token.
     token: Option<(Value, Value)>,
     answered: bool,
+    /// Shared isolation: server-to-client requests are refused (answered upstream with an error
+    /// on this session) instead of reaching a client whose answer could land on another session.
+    refuse_requests: Option<(UpstreamClient, SessionTarget)>,
 }
 
 impl Mapper {
@@ -172,8 +175,24 @@ impl Mapper {
         msg
     }
 
-    fn map_event(&mut self, mut e: SseEvent) -> SseEvent {
+    /// The event to pass on, or `None` when it is consumed here.
+    fn map_event(&mut self, mut e: SseEvent) -> Option<SseEvent> {
         if let Ok(msg) = serde_json::from_str::<Value>(&e.data) {
+            if let (Some((client, target)), Some(method), Some(id)) = (
+                &self.refuse_requests,
+                msg.get("method").and_then(Value::as_str),
+                msg.get("id"),
+            ) {
+                let refusal = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
+                    "message": format!("{method} is not available through a shared-isolation pool")}});
+                let (client, target) = (client.clone(), target.clone());
+                tokio::spawn(async move {
+                    let _ = client
+                        .send(&target, refusal.to_string().into_bytes(), REQUEST_TIMEOUT)
+                        .await;
+                });
+                return None;
+            }
             let is_answer = msg.get("method").is_none() && msg.get("id").is_some();
             let mapped = self.map(msg);
             if is_answer && self.request.is_none() {
@@ -181,7 +200,7 @@ impl Mapper {
             }
             e.data = mapped.to_string();
         }
-        e
+        Some(e)
     }
 }
 
@@ -211,11 +230,17 @@ fn stream_response<G: Send + 'static>(
         if st.done {
             return None;
         }
-        match st.events.next().await {
-            Some(Ok(e)) => {
-                let e = st.mapper.map_event(e);
-                Some((Ok::<_, Infallible>(Bytes::from(e.encode())), st))
+        let next = loop {
+            match st.events.next().await {
+                Some(Ok(e)) => match st.mapper.map_event(e) {
+                    Some(e) => break Some(Ok(e)),
+                    None => continue,
+                },
+                other => break other,
             }
+        };
+        match next {
+            Some(Ok(e)) => Some((Ok::<_, Infallible>(Bytes::from(e.encode())), st)),
             end => {
                 st.done = true;
                 let failed = match end {
@@ -340,6 +365,7 @@ pub(crate) async fn forward(
                 request: None,
                 token: None,
                 answered: !is_request,
+                refuse_requests: None,
             };
             stream_response(events, mapper, id.filter(|_| is_request), guard)
         }
@@ -384,10 +410,12 @@ async fn forward_shared(
         };
         let mut guard = LeaseGuard::new(state, server, lease.id.clone());
         let mut out = msg.clone();
+        let target = slot_target(server, &lease.slot);
         let mut mapper = Mapper {
             request: None,
             token: None,
             answered: !is_request,
+            refuse_requests: Some((state.upstream.clone(), target.clone())),
         };
         if let (true, Some(orig)) = (is_request, &id) {
             let up = Value::String(format!("pg:{}", lease.id));
@@ -399,7 +427,6 @@ async fn forward_shared(
                 mapper.token = Some((up_tok, tok));
             }
         }
-        let target = slot_target(server, &lease.slot);
         match state
             .upstream
             .send(&target, out.to_string().into_bytes(), REQUEST_TIMEOUT)
