@@ -26,6 +26,12 @@ use serde_json::{json, Value};
 pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
+/// The sessionless revision: no handshake, `server/discover`, version and capabilities in every
+/// request's `_meta`, routing headers.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+
 /// How the upstream behaves.
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamConfig {
@@ -33,12 +39,19 @@ pub struct UpstreamConfig {
     pub handshake: Duration,
     /// Added to every request other than `initialize`.
     pub latency: Duration,
+    /// Speak only the sessionless 2026-07-28 revision (strictly: every request must carry the
+    /// version header, matching `_meta`, and `Mcp-Method`; anything else is refused with 400).
+    pub stateless: bool,
 }
 
 /// What happened, for tests.
 #[derive(Debug, Default)]
 pub struct Stats {
     pub initializes: AtomicU64,
+    /// `server/discover` calls (stateless mode).
+    pub discovers: AtomicU64,
+    /// Requests refused for a missing or mismatched version header, `_meta` or `Mcp-Method`.
+    pub refused: AtomicU64,
     pub deletes: AtomicU64,
     pub requests: AtomicU64,
     pub tool_calls: AtomicU64,
@@ -52,6 +65,8 @@ struct Session {
 struct Inner {
     config: UpstreamConfig,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Stateless mode has no sessions: one counter for everyone.
+    global_counter: AtomicU64,
     stats: Stats,
 }
 
@@ -71,6 +86,7 @@ impl Upstream {
         let inner = Arc::new(Inner {
             config,
             sessions: Mutex::default(),
+            global_counter: AtomicU64::new(0),
             stats: Stats::default(),
         });
         let app = router(inner.clone());
@@ -104,6 +120,10 @@ impl Upstream {
 
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    pub fn stateless(&self) -> bool {
+        self.inner.config.stateless
     }
 
     pub fn live_sessions(&self) -> usize {
@@ -168,6 +188,9 @@ async fn post(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         // A response from the client (to a server request): accepted.
         return StatusCode::ACCEPTED.into_response();
     };
+    if inner.config.stateless {
+        return stateless(&inner, &headers, &msg, id, method).await;
+    }
     if method == "initialize" {
         tokio::time::sleep(inner.config.handshake).await;
         let asked = msg
@@ -221,6 +244,78 @@ async fn post(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) 
         "tools/call" => call_tool(&inner, &session, id, &params, &headers).await,
         _ => json_response(
             StatusCode::OK,
+            rpc_error(&id, -32601, &format!("Method not found: {method}")),
+        ),
+    }
+}
+
+/// The 2026-07-28 revision: validate the routing headers and `_meta`, then answer.
+async fn stateless(inner: &Arc<Inner>, headers: &HeaderMap, msg: &Value, id: Value, method: &str) -> Response {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let refuse = |why: String| {
+        inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+        json_response(StatusCode::BAD_REQUEST, rpc_error(&id, -32600, &why))
+    };
+    let meta_version = msg
+        .pointer("/params/_meta")
+        .and_then(|m| m.get(META_VERSION))
+        .and_then(Value::as_str);
+    if header("mcp-protocol-version") != STATELESS_VERSION {
+        return refuse(format!("MCP-Protocol-Version must be {STATELESS_VERSION}"));
+    }
+    if meta_version != Some(STATELESS_VERSION) {
+        return refuse("_meta protocol version missing or not matching the header".into());
+    }
+    if msg
+        .pointer("/params/_meta")
+        .and_then(|m| m.get(META_CAPABILITIES))
+        .is_none()
+    {
+        return refuse("_meta client capabilities missing".into());
+    }
+    if header("mcp-method") != method {
+        return refuse("Mcp-Method header missing or not matching the method".into());
+    }
+    if msg.get("id").is_none() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    tokio::time::sleep(inner.config.latency).await;
+    let params = msg.get("params").cloned().unwrap_or(Value::Null);
+    match method {
+        "server/discover" => {
+            inner.stats.discovers.fetch_add(1, Ordering::Relaxed);
+            let result = json!({
+                "supportedVersions": [STATELESS_VERSION],
+                "capabilities": {"tools": {"listChanged": false}},
+                "serverInfo": {"name": "poolgate-test-upstream", "version": env!("CARGO_PKG_VERSION")},
+                "instructions": "stateless test upstream",
+            });
+            json_response(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}))
+        }
+        "tools/list" => json_response(
+            StatusCode::OK,
+            json!({"jsonrpc": "2.0", "id": id, "result": {"tools": tools()}}),
+        ),
+        "tools/call" => {
+            let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
+            if header("mcp-name") != name {
+                return refuse("Mcp-Name header missing or not matching the tool".into());
+            }
+            if name == "counter" {
+                inner.stats.tool_calls.fetch_add(1, Ordering::Relaxed);
+                let n = inner.global_counter.fetch_add(1, Ordering::Relaxed) + 1;
+                return json_response(StatusCode::OK, text_result(&id, n.to_string(), json!({"count": n})));
+            }
+            call_tool(inner, "", id, &params, headers).await
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
             rpc_error(&id, -32601, &format!("Method not found: {method}")),
         ),
     }

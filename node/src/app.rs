@@ -67,6 +67,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         servers: ServerCache::default(),
         inflight: Default::default(),
         init_results: Default::default(),
+        discovery: Default::default(),
         touched: Default::default(),
         node_id,
     }))

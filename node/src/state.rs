@@ -38,6 +38,9 @@ pub struct Inner {
     /// Per server: the upstream's protocol version and `initialize` result, so a shared-isolation
     /// client's `initialize` needs no lease once this node has seen one.
     pub init_results: Mutex<HashMap<ServerId, (String, serde_json::Value)>>,
+    /// Per endpoint URL: its `server/discover` result when it speaks the sessionless revision
+    /// (`None`: it needs the handshake), and when that was learned.
+    pub discovery: Mutex<HashMap<String, (Instant, Option<serde_json::Value>)>>,
     /// When this node last refreshed each binding's idle TTL (touches are amortized).
     pub touched: Mutex<HashMap<String, Instant>>,
     /// Identifies this node in logs and per-node metrics.

@@ -1,5 +1,5 @@
-//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N]`: runs the test upstream MCP
-//! server on 127.0.0.1 until interrupted.
+//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N] [--stateless 1]`: runs the test
+//! upstream MCP server on 127.0.0.1 until interrupted (`--stateless 1`: the 2026-07-28 revision).
 
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
             "--port" => port = u16::try_from(value).context("--port out of range")?,
             "--handshake-ms" => config.handshake = Duration::from_millis(value),
             "--latency-ms" => config.latency = Duration::from_millis(value),
+            "--stateless" => config.stateless = value != 0,
             other => bail!("unknown option {other}"),
         }
     }

@@ -555,3 +555,60 @@ async fn upstream_down_and_restarted() {
     assert!(again.stats().initializes.load(std::sync::atomic::Ordering::Relaxed) >= 2);
     app.stop().await;
 }
+
+/// Session-era clients over a sessionless (2026-07-28) upstream: `initialize` is answered from the
+/// upstream's `server/discover`, there is no upstream handshake, every forwarded request carries
+/// the revision's `_meta` and routing headers (the test upstream refuses anything else), and slots
+/// are concurrency slots — no client session holds one, so more sessions than slots work.
+#[tokio::test]
+async fn session_era_clients_over_a_sessionless_upstream() {
+    let up = upstream(UpstreamConfig {
+        stateless: true,
+        ..Default::default()
+    })
+    .await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(&app, "modern", &up, json!({"pool_max_size": 2})).await;
+    let mut a = Client::new(&app, "modern", "alice");
+    let init = a.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "poolgate-test-upstream");
+    assert_eq!(
+        init["result"]["protocolVersion"], "2025-06-18",
+        "the client keeps its own revision"
+    );
+    assert_eq!(init["result"]["instructions"], "stateless test upstream");
+    let (status, tools, _) = a.post(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
+    assert_eq!(status, StatusCode::OK, "{tools}");
+    let names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"echo") && names.contains(&"counter"), "{names:?}");
+    let (status, body) = a.call(2, "echo", json!({"text": "over 2026"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["text"], "over 2026");
+    // Four client sessions over two concurrency slots: none holds a slot between requests.
+    for i in 0..4 {
+        let mut c = Client::new(&app, "modern", if i % 2 == 0 { "alice" } else { "bob" });
+        c.initialize().await;
+        let (status, body) = c.call(3, "echo", json!({"text": format!("c{i}")})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["result"]["structuredContent"]["text"], format!("c{i}"));
+        assert_eq!(c.delete().await, StatusCode::OK);
+    }
+    let stats = up.stats();
+    assert_eq!(
+        stats.refused.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "every request had the 2026 _meta and headers"
+    );
+    assert_eq!(
+        stats.initializes.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no handshake upstream"
+    );
+    assert!(stats.discovers.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    app.stop().await;
+}

@@ -22,6 +22,13 @@ pub const SESSION_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25
 pub const LATEST_SESSION_VERSION: &str = "2025-11-25";
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// The sessionless revision: `server/discover` instead of a handshake, the version and client
+/// capabilities in every request's `_meta`, and routing headers.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+pub const METHOD_HEADER: &str = "mcp-method";
+pub const NAME_HEADER: &str = "mcp-name";
 const ACCEPT: &str = "application/json, text/event-stream";
 
 /// Bound on the handshake, pings and DELETE.
@@ -151,8 +158,57 @@ impl UpstreamClient {
             req = req
                 .header(SESSION_HEADER, id.as_str())
                 .header(VERSION_HEADER, target.protocol_version.as_str());
+        } else if target.protocol_version == STATELESS_VERSION {
+            req = req.header(VERSION_HEADER, STATELESS_VERSION);
         }
         req
+    }
+
+    /// Sends one message in the target's era: a sessionless (2026-07-28) upstream gets the version
+    /// and client capabilities in `_meta` and the `Mcp-Method`/`Mcp-Name` routing headers.
+    pub async fn send_json(
+        &self,
+        target: &SessionTarget,
+        msg: &Value,
+        timeout: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        if target.protocol_version != STATELESS_VERSION {
+            return self.send(target, msg.to_string().into_bytes(), timeout).await;
+        }
+        let (body, method, name) = stateless_message(msg);
+        let mut req = self.post(target, body.to_string().into_bytes(), timeout);
+        if let Some(m) = method {
+            req = req.header(METHOD_HEADER, m);
+        }
+        if let Some(n) = name {
+            req = req.header(NAME_HEADER, n);
+        }
+        let resp = req.send().await.map_err(|e| transport(e, timeout))?;
+        classify(resp, false, timeout).await
+    }
+
+    /// `server/discover`: the server's result when it speaks the sessionless revision, `None`
+    /// when it does not (it then needs the `initialize` handshake).
+    pub async fn discover(&self, url: &str, headers: &[(String, String)]) -> Result<Option<Value>, UpstreamError> {
+        let target = SessionTarget {
+            url: url.to_owned(),
+            session_id: None,
+            protocol_version: STATELESS_VERSION.to_owned(),
+            headers: headers.to_vec(),
+        };
+        let id = format!("poolgate-discover-{}", uuid::Uuid::new_v4().simple());
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {}});
+        let answer = match self.send_json(&target, &msg, CONTROL_TIMEOUT).await {
+            Ok(Reply::Json(v)) => v,
+            Ok(Reply::Stream(mut s)) => find_response(&mut s, &id).await?,
+            Ok(Reply::Accepted) | Err(UpstreamError::Http { .. }) | Err(UpstreamError::Protocol(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let speaks = answer
+            .pointer("/result/supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|x| x.as_str() == Some(STATELESS_VERSION)));
+        Ok(speaks.then(|| answer["result"].clone()))
     }
 
     /// Sends one JSON-RPC message; classifies the answer.
@@ -278,6 +334,31 @@ impl UpstreamClient {
             }),
         }
     }
+}
+
+/// The message with the sessionless `_meta` keys added, and its routing header values.
+pub fn stateless_message(msg: &Value) -> (Value, Option<String>, Option<String>) {
+    let mut out = msg.clone();
+    let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
+    if method.is_some() {
+        if !out.get("params").is_some_and(Value::is_object) {
+            out["params"] = json!({});
+        }
+        if !out["params"].get("_meta").is_some_and(Value::is_object) {
+            out["params"]["_meta"] = json!({});
+        }
+        out["params"]["_meta"][META_VERSION] = json!(STATELESS_VERSION);
+        if out["params"]["_meta"].get(META_CAPABILITIES).is_none() {
+            out["params"]["_meta"][META_CAPABILITIES] = json!({});
+        }
+    }
+    let name = match method.as_deref() {
+        Some("tools/call") | Some("prompts/get") => msg.pointer("/params/name").and_then(Value::as_str),
+        Some("resources/read") => msg.pointer("/params/uri").and_then(Value::as_str),
+        _ => None,
+    }
+    .map(str::to_owned);
+    (out, method, name)
 }
 
 async fn read_text(resp: reqwest::Response) -> String {

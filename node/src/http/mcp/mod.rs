@@ -28,7 +28,7 @@ use poolgate_shared::domain::pool::Isolation;
 use poolgate_shared::domain::server::{Server, ServerId};
 use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::{
-    SessionTarget, UpstreamError, LATEST_SESSION_VERSION, SESSION_HEADER, SESSION_VERSIONS,
+    SessionTarget, UpstreamError, LATEST_SESSION_VERSION, SESSION_HEADER, SESSION_VERSIONS, STATELESS_VERSION,
 };
 
 use crate::http::auth::Reader;
@@ -38,6 +38,46 @@ use crate::state::AppState;
 pub const MAX_MCP_BODY: usize = 4 * 1024 * 1024;
 /// A warm session used this recently skips the pre-ping.
 pub const PRE_PING_SKIP_MS: i64 = 5_000;
+/// How long a node trusts what it learned from an endpoint's `server/discover`.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
+/// The endpoint's `server/discover` result if it speaks the sessionless 2026-07-28 revision
+/// (cached per endpoint on this node); `None` when it needs the session-era handshake or cannot be
+/// reached (the handshake then reports the failure).
+pub(crate) async fn discovered(state: &AppState, server: &Server, url: &str) -> Option<Value> {
+    if let Ok(cache) = state.discovery.lock() {
+        if let Some((at, result)) = cache.get(url) {
+            if at.elapsed() < DISCOVERY_TTL {
+                return result.clone();
+            }
+        }
+    }
+    match state.upstream.discover(url, &upstream_headers(server)).await {
+        Ok(result) => {
+            if let Ok(mut cache) = state.discovery.lock() {
+                cache.insert(url.to_owned(), (std::time::Instant::now(), result.clone()));
+            }
+            result
+        }
+        Err(e) => {
+            tracing::debug!(%url, error = %e, "server/discover failed");
+            None
+        }
+    }
+}
+
+/// A session-era `initialize` result made from a sessionless server's `server/discover` result.
+fn init_from_discovery(d: &Value) -> Value {
+    let mut r = serde_json::json!({
+        "protocolVersion": LATEST_SESSION_VERSION,
+        "capabilities": d.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
+        "serverInfo": d.get("serverInfo").cloned().unwrap_or(Value::Null),
+    });
+    if let Some(i) = d.get("instructions") {
+        r["instructions"] = i.clone();
+    }
+    r
+}
 
 pub(crate) const MODE_BOUND: &str = "bound";
 pub(crate) const MODE_SHARED: &str = "shared";
@@ -266,15 +306,26 @@ pub(crate) async fn lease_slot(
                     "endpoint list changed; retry",
                 ));
             };
-            let init = match state
-                .upstream
-                .initialize(&endpoint.url, &upstream_headers(server), upstream_version(requested))
-                .await
-            {
-                Ok(i) => i,
-                Err(e) => {
-                    let _ = state.control.abort(&server.id, &resv.id).await;
-                    return Err(upstream_failure(id, &e));
+            let init = match discovered(state, server, &endpoint.url).await {
+                // A sessionless upstream: the slot is a concurrency slot, no handshake.
+                Some(d) => poolgate_shared::upstream::Initialized {
+                    session_id: None,
+                    protocol_version: STATELESS_VERSION.to_owned(),
+                    result: init_from_discovery(&d),
+                },
+                None => {
+                    let version = upstream_version(requested);
+                    match state
+                        .upstream
+                        .initialize(&endpoint.url, &upstream_headers(server), version)
+                        .await
+                    {
+                        Ok(i) => i,
+                        Err(e) => {
+                            let _ = state.control.abort(&server.id, &resv.id).await;
+                            return Err(upstream_failure(id, &e));
+                        }
+                    }
                 }
             };
             let meta = SlotMeta {
@@ -317,13 +368,20 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
         let Some(endpoint) = server.endpoints.first() else {
             return rpc::error(StatusCode::OK, id, rpc::INTERNAL_ERROR, "server has no endpoint");
         };
-        let init = match state
-            .upstream
-            .initialize(&endpoint.url, &upstream_headers(server), upstream_version(requested))
-            .await
-        {
-            Ok(i) => i,
-            Err(e) => return upstream_failure(id, &e),
+        let init = match discovered(state, server, &endpoint.url).await {
+            Some(d) => poolgate_shared::upstream::Initialized {
+                session_id: None,
+                protocol_version: STATELESS_VERSION.to_owned(),
+                result: init_from_discovery(&d),
+            },
+            None => match state
+                .upstream
+                .initialize(&endpoint.url, &upstream_headers(server), upstream_version(requested))
+                .await
+            {
+                Ok(i) => i,
+                Err(e) => return upstream_failure(id, &e),
+            },
         };
         let session = ClientSession {
             sub: subject.to_owned(),
@@ -338,7 +396,13 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
         };
         (session, init.result)
     } else {
-        let bound = server.pool.pool_isolation == Isolation::Session;
+        // A sessionless upstream has no session state to isolate: its slots are concurrency
+        // slots leased per request, whatever the isolation setting.
+        let sessionless = match server.endpoints.first() {
+            Some(e) => discovered(state, server, &e.url).await.is_some(),
+            None => false,
+        };
+        let bound = server.pool.pool_isolation == Isolation::Session && !sessionless;
         // Every client session gets a unique key: its binding in session isolation, and the
         // scope of its in-flight request ids in both isolations.
         let key = format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple());

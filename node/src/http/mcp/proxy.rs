@@ -16,7 +16,9 @@ use poolgate_shared::domain::pool::Strategy;
 use poolgate_shared::domain::server::Server;
 use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::sse::SseEvent;
-use poolgate_shared::upstream::{EventStream, Reply, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT};
+use poolgate_shared::upstream::{
+    EventStream, Reply, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT, STATELESS_VERSION,
+};
 
 use super::{lease_slot, rpc, upstream_headers, MODE_BOUND, MODE_SHARED};
 use crate::state::AppState;
@@ -357,7 +359,12 @@ pub(crate) async fn forward(
         }
     }
     let target = target(server, session);
-    match state.upstream.send(&target, raw.to_vec(), REQUEST_TIMEOUT).await {
+    let sent = if session.pv == STATELESS_VERSION {
+        state.upstream.send_json(&target, &msg, REQUEST_TIMEOUT).await
+    } else {
+        state.upstream.send(&target, raw.to_vec(), REQUEST_TIMEOUT).await
+    };
+    match sent {
         Ok(Reply::Accepted) => StatusCode::ACCEPTED.into_response(),
         Ok(Reply::Json(v)) => (StatusCode::OK, axum::Json(v)).into_response(),
         Ok(Reply::Stream(events)) => {
@@ -427,11 +434,7 @@ async fn forward_shared(
                 mapper.token = Some((up_tok, tok));
             }
         }
-        match state
-            .upstream
-            .send(&target, out.to_string().into_bytes(), REQUEST_TIMEOUT)
-            .await
-        {
+        match state.upstream.send_json(&target, &out, REQUEST_TIMEOUT).await {
             Ok(Reply::Accepted) => return StatusCode::ACCEPTED.into_response(),
             Ok(Reply::Json(v)) => {
                 guard.error = v.get("error").is_some();
