@@ -66,6 +66,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         upstream,
         servers: ServerCache::default(),
         inflight: Default::default(),
+        shared_calls: Default::default(),
         init_results: Default::default(),
         discovery: Default::default(),
         touched: Default::default(),

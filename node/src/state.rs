@@ -33,6 +33,9 @@ pub struct Inner {
     pub sessions: SessionCodec,
     pub upstream: UpstreamClient,
     pub servers: ServerCache,
+    /// Shared isolation: requests in flight on this node, by "client session key|client id", with
+    /// the upstream session and rewritten id they went to — where a cancellation must go.
+    pub shared_calls: Mutex<HashMap<String, (poolgate_shared::upstream::SessionTarget, serde_json::Value)>>,
     /// JSON-RPC ids in flight per client session on this node (I9: a reused id is refused).
     pub inflight: Mutex<HashMap<String, HashSet<String>>>,
     /// Per server: the upstream's protocol version and `initialize` result, so a shared-isolation

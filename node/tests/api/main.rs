@@ -14,3 +14,4 @@ mod pool_config;
 mod probes;
 mod sdk;
 mod servers;
+mod strategies;

@@ -7,8 +7,16 @@
 // PLAN_JSON  what to do after `initialize` + `tools/list` (or env POOLGATE_MCP_PLAN):
 //              {"calls": [{"name": "echo", "arguments": {"text": "hi"}}, ...],
 //               "progress": {"name": "slow", "arguments": {"ms": 300, "steps": 3}},  // optional
+//               "sampling": {"text": "canned answer"},   // optional: declare `sampling`, answer with this text
+//               "cancel": {"name": "slow", "arguments": {"ms": 5000},                 // optional: a call
+//                          "afterMs": 300, "mode": "abort"},   // cancelled by AbortController ("abort")
+//                                                               // or by the SDK's request timeout ("timeout")
+//               "after": [{"name": "echo", ...}, ...],          // optional: calls after the cancelled one
+//               "settleMs": 0,                                  // optional: wait before terminating, then
+//                                                               // snapshot transport errors (late answers)
 //               "terminate": true,                                                   // DELETE at the end
 //               "timeoutMs": 30000}
+// Order: calls, progress, cancel, after, settle, terminate.
 // The bearer token comes from env POOLGATE_MCP_TOKEN (not argv: argv is visible to everyone).
 // The SDK is loaded from env POOLGATE_TEST_NPM_DIR (the `npm install --prefix` folder, see
 // scripts/lib/peers.sh), else from <repo>/.cache/peers/npm.
@@ -51,6 +59,32 @@ function sdkVersion() {
     }
 }
 
+// The JSON-RPC message an HTTP exchange carried ({method, id, requestId} or null).
+function rpcOf(init) {
+    if (typeof init?.body !== "string") return null;
+    try {
+        const msg = JSON.parse(init.body);
+        return {
+            method: msg.method ?? null,
+            id: msg.id ?? null,
+            requestId: msg.params?.requestId ?? null,
+            isResponse: msg.method === undefined && ("result" in msg || "error" in msg),
+        };
+    } catch {
+        return null;
+    }
+}
+
+// A finished tool call as the report shows it.
+function callEntry(name, result) {
+    return {
+        name,
+        isError: result.isError ?? false,
+        text: textOf(result),
+        structuredContent: result.structuredContent ?? null,
+    };
+}
+
 // Text of a tool result's text content blocks, joined.
 function textOf(result) {
     return (result?.content ?? [])
@@ -70,6 +104,10 @@ const out = {
     tools: [],
     calls: [],
     progress: null,
+    sampling: null,
+    cancel: null,
+    after: [],
+    errorsBeforeTerminate: null,
     terminated: false,
     sessionIdAfterTerminate: null,
     http: [],
@@ -92,7 +130,7 @@ async function main() {
     // Records every HTTP exchange the transport makes (method, status, content type).
     const recordingFetch = async (input, init) => {
         const method = init?.method ?? "GET";
-        const entry = { method, status: null, contentType: null };
+        const entry = { method, status: null, contentType: null, rpc: rpcOf(init) };
         out.http.push(entry);
         try {
             const resp = await fetch(input, init);
@@ -110,8 +148,23 @@ async function main() {
         requestInit: { headers },
         fetch: recordingFetch,
     });
-    const client = new Client({ name: "poolgate-sdk-test-ts", version: "0.0.0" }, { capabilities: {} });
+    const capabilities = plan.sampling ? { sampling: {} } : {};
+    const client = new Client({ name: "poolgate-sdk-test-ts", version: "0.0.0" }, { capabilities });
     client.onerror = (e) => out.transportErrors.push(String(e?.message ?? e));
+    if (plan.sampling) {
+        // The server's sampling/createMessage, relayed by the gateway, is answered with a canned text.
+        const { CreateMessageRequestSchema } = await import(sdkModule("types.js"));
+        out.sampling = { requests: [] };
+        client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+            out.sampling.requests.push(request.params);
+            return {
+                role: "assistant",
+                content: { type: "text", text: plan.sampling.text },
+                model: plan.sampling.model ?? "poolgate-canned-model",
+                stopReason: "endTurn",
+            };
+        });
+    }
 
     try {
         await client.connect(transport, { timeout });
@@ -127,12 +180,7 @@ async function main() {
             const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} }, undefined, {
                 timeout,
             });
-            out.calls.push({
-                name: call.name,
-                isError: result.isError ?? false,
-                text: textOf(result),
-                structuredContent: result.structuredContent ?? null,
-            });
+            out.calls.push(callEntry(call.name, result));
         }
 
         if (plan.progress) {
@@ -154,6 +202,45 @@ async function main() {
                 text: textOf(result),
             };
         }
+
+        if (plan.cancel) {
+            // The SDK cancels by rejecting the call locally and sending notifications/cancelled.
+            const c = plan.cancel;
+            const mode = c.mode ?? "abort";
+            const afterMs = c.afterMs ?? 300;
+            const options = { timeout: mode === "timeout" ? afterMs : timeout };
+            let timer = null;
+            if (mode === "abort") {
+                const controller = new AbortController();
+                options.signal = controller.signal;
+                timer = setTimeout(() => controller.abort("poolgate test: cancelled by the user"), afterMs);
+            }
+            const started = Date.now();
+            out.cancel = { name: c.name, mode, afterMs, cancelled: false };
+            try {
+                const result = await client.callTool({ name: c.name, arguments: c.arguments ?? {} }, undefined, options);
+                out.cancel.result = callEntry(c.name, result);
+            } catch (e) {
+                out.cancel.cancelled = true;
+                out.cancel.errorCode = e?.code ?? null;
+                out.cancel.errorMessage = String(e?.message ?? e);
+            } finally {
+                if (timer) clearTimeout(timer);
+            }
+            out.cancel.elapsedMs = Date.now() - started;
+        }
+
+        for (const call of plan.after ?? []) {
+            const result = await client.callTool({ name: call.name, arguments: call.arguments ?? {} }, undefined, {
+                timeout,
+            });
+            out.after.push(callEntry(call.name, result));
+        }
+
+        if (plan.settleMs) {
+            await new Promise((resolve) => setTimeout(resolve, plan.settleMs));
+        }
+        out.errorsBeforeTerminate = [...out.transportErrors];
 
         if (plan.terminate ?? true) {
             await transport.terminateSession();

@@ -313,6 +313,34 @@ impl UpstreamClient {
         }
     }
 
+    /// Opens the session's GET event stream (server-initiated messages), resuming after
+    /// `last_event_id` when given; `None` when the upstream offers no GET stream (405).
+    pub async fn open_stream(
+        &self,
+        target: &SessionTarget,
+        last_event_id: Option<&str>,
+    ) -> Result<Option<EventStream>, UpstreamError> {
+        let mut req = self.http.get(&target.url).header("accept", "text/event-stream");
+        for (k, v) in &target.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(id) = &target.session_id {
+            req = req
+                .header(SESSION_HEADER, id.as_str())
+                .header(VERSION_HEADER, target.protocol_version.as_str());
+        }
+        if let Some(last) = last_event_id {
+            req = req.header("last-event-id", last);
+        }
+        let resp = req.send().await.map_err(|e| transport(e, CONNECT_TIMEOUT))?;
+        match classify(resp, target.session_id.is_some(), REQUEST_TIMEOUT).await {
+            Ok(Reply::Stream(s)) => Ok(Some(s)),
+            Ok(_) => Ok(None),
+            Err(UpstreamError::Http { status: 405, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Ends the session upstream (DELETE); 404 and 405 count as done.
     pub async fn close(&self, target: &SessionTarget) -> Result<(), UpstreamError> {
         let Some(id) = &target.session_id else { return Ok(()) };

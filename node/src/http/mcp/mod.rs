@@ -205,13 +205,21 @@ pub async fn post(
     proxy::forward(&state, &server, &session, msg, body).await
 }
 
-pub async fn get() -> Response {
-    rpc::error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &Value::Null,
-        rpc::INVALID_REQUEST,
-        "this gateway offers no server-initiated stream on GET; answers stream on each POST",
-    )
+pub async fn get(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    Path(raw_server): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let server = match server_for(&state, &raw_server, &Value::Null).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    let Some(session) = client_session(&state, &headers, &caller.subject, server.id.as_str()) else {
+        return rpc::session_not_found(&Value::Null);
+    };
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    proxy::relay_stream(&state, &server, &session, last).await
 }
 
 pub async fn delete(

@@ -96,6 +96,20 @@ impl Drop for InFlight {
     }
 }
 
+/// Records where a shared-isolation request went, for cancellations, while it is in flight.
+struct SharedCall {
+    state: AppState,
+    key: String,
+}
+
+impl Drop for SharedCall {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.state.shared_calls.lock() {
+            m.remove(&self.key);
+        }
+    }
+}
+
 /// Releases a shared-isolation lease when the answer is done, and renews it while it streams.
 struct LeaseGuard {
     state: AppState,
@@ -400,6 +414,25 @@ async fn forward_shared(
     is_request: bool,
     inflight: Option<InFlight>,
 ) -> Response {
+    // A cancellation goes to the upstream session carrying the request, under its rewritten id.
+    if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+        let asked = msg.pointer("/params/requestId").cloned().unwrap_or(Value::Null);
+        let call = state
+            .shared_calls
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&format!("{}|{}", session.key, asked)).cloned());
+        if let Some((target, upstream_id)) = call {
+            let mut note = msg.clone();
+            note["params"]["requestId"] = upstream_id;
+            if let Err(e) = state.upstream.send_json(&target, &note, REQUEST_TIMEOUT).await {
+                tracing::debug!(error = %e, "forwarding a cancellation failed");
+            }
+        }
+        // Nothing in flight under that id on this node: the request already ended (or is on
+        // another node, where its answer will still arrive).
+        return StatusCode::ACCEPTED.into_response();
+    }
     let sticky_key = (server.pool.pool_strategy == Strategy::Sticky).then(|| format!("{}:{}", session.sub, server.id));
     let null = Value::Null;
     for attempt in 0..2 {
@@ -434,6 +467,19 @@ async fn forward_shared(
                 mapper.token = Some((up_tok, tok));
             }
         }
+        let call = match (is_request, &id) {
+            (true, Some(orig)) => {
+                let key = format!("{}|{}", session.key, orig);
+                if let Ok(mut m) = state.shared_calls.lock() {
+                    m.insert(key.clone(), (target.clone(), out["id"].clone()));
+                }
+                Some(SharedCall {
+                    state: state.clone(),
+                    key,
+                })
+            }
+            _ => None,
+        };
         match state.upstream.send_json(&target, &out, REQUEST_TIMEOUT).await {
             Ok(Reply::Accepted) => return StatusCode::ACCEPTED.into_response(),
             Ok(Reply::Json(v)) => {
@@ -441,7 +487,7 @@ async fn forward_shared(
                 return (StatusCode::OK, axum::Json(mapper.map(v))).into_response();
             }
             Ok(Reply::Stream(events)) => {
-                return stream_response(events, mapper, id.filter(|_| is_request), (guard, inflight))
+                return stream_response(events, mapper, id.filter(|_| is_request), (guard, inflight, call))
             }
             Err(UpstreamError::SessionLost) => {
                 // Retire the dead slot (on guard drop) and replay once on another.
@@ -482,4 +528,51 @@ async fn forward_shared(
         }
     }
     failure(id.as_ref().filter(|_| is_request), &UpstreamError::SessionLost)
+}
+
+/// `GET`: in session isolation (and without pooling) the upstream session's own event stream is
+/// relayed, resuming after `Last-Event-ID` when the client sends one; shared isolation has no
+/// upstream session of the client's own, so there is no stream (405).
+pub(crate) async fn relay_stream(
+    state: &AppState,
+    server: &Server,
+    session: &ClientSession,
+    last_event_id: Option<&str>,
+) -> Response {
+    if session.mode == MODE_SHARED || session.sid.is_none() {
+        return rpc::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &Value::Null,
+            rpc::INVALID_REQUEST,
+            "no server-initiated stream for this session; answers stream on each POST",
+        );
+    }
+    if session.mode == MODE_BOUND {
+        if let Err(resp) = touch(state, server, session).await {
+            return resp;
+        }
+    }
+    match state
+        .upstream
+        .open_stream(&target(server, session), last_event_id)
+        .await
+    {
+        Ok(Some(events)) => {
+            let mapper = Mapper {
+                request: None,
+                token: None,
+                answered: true,
+                refuse_requests: None,
+            };
+            stream_response(events, mapper, None, ())
+        }
+        Ok(None) => rpc::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &Value::Null,
+            rpc::INVALID_REQUEST,
+            "the upstream offers no server-initiated stream",
+        ),
+        Err(UpstreamError::SessionLost) => rpc::session_not_found(&Value::Null),
+        Err(e) => failure(None, &e),
+    }
 }
