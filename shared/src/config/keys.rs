@@ -117,6 +117,8 @@ pub const POOL_DEFAULT_IDLE_TTL: Key = Key {
     secret: false,
 };
 
+/// Seconds after its creation during which a warm upstream session skips the pre-ping.
+pub const POOL_PRE_PING_WINDOW: Key = key("POOL_PRE_PING_WINDOW", "pooling.pre_ping_window");
 pub const POOL_MANAGER_CLEANUP_INTERVAL: Key = key("POOL_MANAGER_CLEANUP_INTERVAL", "pooling.manager.cleanup_interval");
 pub const POOL_MANAGER_HEALTH_CHECK_INTERVAL: Key = key(
     "POOL_MANAGER_HEALTH_CHECK_INTERVAL",
@@ -165,6 +167,7 @@ pub const ALL: &[Key] = &[
     POOL_DEFAULT_SESSION_CAPACITY,
     POOL_DEFAULT_LEASE_TTL,
     POOL_DEFAULT_IDLE_TTL,
+    POOL_PRE_PING_WINDOW,
     POOL_MANAGER_CLEANUP_INTERVAL,
     POOL_MANAGER_HEALTH_CHECK_INTERVAL,
     POOL_MANAGER_METRICS_RETENTION_DAYS,

@@ -29,6 +29,8 @@ pub const DEFAULT_POOL_ADMIN_ROLES: &str = "admin,operator";
 /// Global switch: `false` turns pooling off for every server whatever its own `pool_enabled`.
 pub const DEFAULT_POOL_ENABLED: bool = true;
 pub const DEFAULT_CLEANUP_INTERVAL: u64 = 300;
+/// A warm upstream session younger than this is used without a pre-ping.
+pub const DEFAULT_PRE_PING_WINDOW: u64 = 5;
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: u64 = 60;
 pub const DEFAULT_METRICS_RETENTION_DAYS: u64 = 7;
 pub const DEFAULT_REDIS_POOL_PREFIX: &str = "mcpgateway:pool:";
@@ -327,6 +329,8 @@ impl fmt::Debug for RedisSettings {
 #[derive(Clone, Debug)]
 pub struct PoolingSettings {
     pub enabled: bool,
+    /// Warm sessions younger than this skip the pre-ping (`pool_pre_ping`).
+    pub pre_ping_window: Duration,
     /// Pool configuration given to servers registered without one.
     pub defaults: PoolConfig,
     pub manager: ManagerSettings,
@@ -446,6 +450,11 @@ impl Config {
         }
         let pooling = PoolingSettings {
             enabled: src.get_bool(&keys::POOL_ENABLED, DEFAULT_POOL_ENABLED)?,
+            pre_ping_window: Duration::from_secs(src.get(
+                &keys::POOL_PRE_PING_WINDOW,
+                DEFAULT_PRE_PING_WINDOW,
+                "must be a whole number of seconds",
+            )?),
             defaults,
             manager: ManagerSettings {
                 cleanup_interval: src.get_secs(&keys::POOL_MANAGER_CLEANUP_INTERVAL, DEFAULT_CLEANUP_INTERVAL)?,
@@ -660,6 +669,10 @@ impl Config {
             ),
             (keys::POOL_DEFAULT_LEASE_TTL.env, d.pool_lease_ttl.to_string()),
             (keys::POOL_DEFAULT_IDLE_TTL.env, d.pool_idle_ttl.to_string()),
+            (
+                keys::POOL_PRE_PING_WINDOW.env,
+                self.pooling.pre_ping_window.as_secs().to_string(),
+            ),
             (
                 keys::POOL_MANAGER_CLEANUP_INTERVAL.env,
                 m.cleanup_interval.as_secs().to_string(),

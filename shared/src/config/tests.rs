@@ -152,6 +152,7 @@ fn each_invalid_setting_names_its_key() {
             vec![("POOL_MANAGER_CLEANUP_INTERVAL", "0")],
             "POOL_MANAGER_CLEANUP_INTERVAL",
         ),
+        (vec![("POOL_PRE_PING_WINDOW", "soon")], "POOL_PRE_PING_WINDOW"),
         (
             vec![("POOL_MANAGER_HEALTH_CHECK_INTERVAL", "soon")],
             "POOL_MANAGER_HEALTH_CHECK_INTERVAL",

@@ -36,8 +36,7 @@ use crate::state::AppState;
 
 /// Largest MCP request body accepted.
 pub const MAX_MCP_BODY: usize = 4 * 1024 * 1024;
-/// A warm session used this recently skips the pre-ping.
-pub const PRE_PING_SKIP_MS: i64 = 5_000;
+
 /// How long a node trusts what it learned from an endpoint's `server/discover`.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 
@@ -481,8 +480,8 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
     resp
 }
 
-/// A lease for a new client session, pre-pinging a warm upstream session that is older than
-/// [`PRE_PING_SKIP_MS`] (`pool_pre_ping`); a dead one is marked unhealthy and another is tried once.
+/// A lease for a new client session, pre-pinging a warm upstream session older than
+/// `POOL_PRE_PING_WINDOW` (`pool_pre_ping`); a dead one is marked unhealthy and another is tried once.
 async fn warm_lease(
     state: &AppState,
     server: &Server,
@@ -494,7 +493,8 @@ async fn warm_lease(
         let lease = lease_slot(state, server, key, requested, id).await?;
         // Control-plane time of this grant: the expiry minus the lease TTL.
         let granted_ms = lease.expires_ms - i64::from(server.pool.pool_lease_ttl) * 1000;
-        let young = granted_ms - lease.slot.created_ms < PRE_PING_SKIP_MS;
+        let window_ms = state.config.pooling.pre_ping_window.as_millis() as i64;
+        let young = granted_ms - lease.slot.created_ms < window_ms;
         if !server.pool.pool_pre_ping || young || attempt == 1 {
             return Ok(lease);
         }
