@@ -173,7 +173,9 @@ impl UpstreamClient {
         timeout: Duration,
     ) -> Result<Reply, UpstreamError> {
         if target.protocol_version != STATELESS_VERSION {
-            return self.send(target, msg.to_string().into_bytes(), timeout).await;
+            return self
+                .send(target, session_era_message(msg).to_string().into_bytes(), timeout)
+                .await;
         }
         let (body, method, name) = stateless_message(msg);
         let mut req = self.post(target, body.to_string().into_bytes(), timeout);
@@ -362,6 +364,28 @@ impl UpstreamClient {
             }),
         }
     }
+}
+
+/// The message without the sessionless revision's `_meta` keys, for a session-era upstream (a
+/// 2026-07-28 client's request relayed to a session it does not know about).
+pub fn session_era_message(msg: &Value) -> std::borrow::Cow<'_, Value> {
+    let has_keys = msg
+        .pointer("/params/_meta")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.keys().any(|k| k.starts_with("io.modelcontextprotocol/")));
+    if !has_keys {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = msg.clone();
+    if let Some(meta) = out.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty() {
+            if let Some(params) = out.get_mut("params").and_then(Value::as_object_mut) {
+                params.remove("_meta");
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The message with the sessionless `_meta` keys added, and its routing header values.

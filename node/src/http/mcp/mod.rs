@@ -11,6 +11,7 @@
 //!   progress tokens rewritten to be unique on the shared upstream session (I9);
 //! - **direct** (pooling disabled): a fresh upstream session per client session.
 
+pub mod modern;
 mod proxy;
 pub mod rpc;
 
@@ -79,6 +80,8 @@ fn init_from_discovery(d: &Value) -> Value {
 }
 
 pub(crate) const MODE_BOUND: &str = "bound";
+/// Binding keys of 2026-07-28 clients start with this: `user:<subject>:<server>`.
+pub(crate) const USER_KEY_PREFIX: &str = "user:";
 pub(crate) const MODE_SHARED: &str = "shared";
 pub(crate) const MODE_DIRECT: &str = "direct";
 
@@ -179,6 +182,9 @@ pub async fn post(
         Ok(s) => s,
         Err(resp) => return resp,
     };
+    if modern::is_modern(&headers, &msg) {
+        return modern::handle(&state, &server, &caller.subject, &headers, msg).await;
+    }
     let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
     if method == "initialize" {
         // Always a new client session (a client re-initializing after a 404 may still send its
@@ -210,6 +216,9 @@ pub async fn get(
     Path(raw_server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if modern::is_modern(&headers, &Value::Null) {
+        return modern::method_not_allowed();
+    }
     let server = match server_for(&state, &raw_server, &Value::Null).await {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -227,6 +236,9 @@ pub async fn delete(
     Path(raw_server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    if modern::is_modern(&headers, &Value::Null) {
+        return modern::method_not_allowed();
+    }
     let server = match server_for(&state, &raw_server, &Value::Null).await {
         Ok(s) => s,
         Err(resp) => return resp,
@@ -301,7 +313,16 @@ pub(crate) async fn lease_slot(
 ) -> Result<Lease, Response> {
     let req = AcquireRequest::new(&state.node_id, key);
     let timeout = Duration::from_secs(server.pool.pool_timeout.into());
-    match state.pools.acquire(&server.id, &req, timeout).await {
+    let mut acquired = state.pools.acquire(&server.id, &req, timeout).await;
+    if matches!(acquired, Err(ControlError::BindingLost)) && key.is_some_and(|k| k.starts_with(USER_KEY_PREFIX)) {
+        // A per-user binding (2026-07-28 clients have no session to lose): the acquire already
+        // dropped the dead binding, so binding again gives the user a fresh upstream session.
+        acquired = state
+            .pools
+            .acquire(&server.id, &AcquireRequest::new(&state.node_id, key), timeout)
+            .await;
+    }
+    match acquired {
         Ok(Acquired::Leased(lease)) => Ok(lease),
         Ok(Acquired::Create(resv)) => {
             let Some(endpoint) = server.endpoints.get(resv.endpoint as usize) else {

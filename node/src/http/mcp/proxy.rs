@@ -61,7 +61,7 @@ pub(crate) fn close_slots(state: &AppState, server: &Server, closed: Vec<SlotRec
 }
 
 /// Removes an in-flight request id when the answer is done (or abandoned).
-struct InFlight {
+pub(crate) struct InFlight {
     state: AppState,
     session: String,
     id: String,
@@ -69,7 +69,7 @@ struct InFlight {
 
 impl InFlight {
     /// Registers `id` for `session`; `None` if it is already in flight (I9).
-    fn enter(state: &AppState, session: &str, id: &Value) -> Option<InFlight> {
+    pub(crate) fn enter(state: &AppState, session: &str, id: &Value) -> Option<InFlight> {
         let id = id.to_string();
         let mut map = state.inflight.lock().ok()?;
         if !map.entry(session.to_owned()).or_default().insert(id.clone()) {
@@ -173,6 +173,8 @@ struct Mapper {
     /// Shared isolation: server-to-client requests are refused (answered upstream with an error
     /// on this session) instead of reaching a client whose answer could land on another session.
     refuse_requests: Option<(UpstreamClient, SessionTarget)>,
+    /// A 2026-07-28 client's request method: its answer gets the fields such clients require.
+    complete_for: Option<String>,
 }
 
 impl Mapper {
@@ -181,6 +183,9 @@ impl Mapper {
             if msg.get("method").is_none() && msg.get("id") == Some(up) {
                 msg["id"] = orig.clone();
                 self.answered = true;
+                if let (Some(method), Some(result)) = (&self.complete_for, msg.get_mut("result")) {
+                    super::modern::complete_result(method, result);
+                }
             }
         }
         if let Some((up, orig)) = &self.token {
@@ -365,7 +370,9 @@ pub(crate) async fn forward(
         _ => None,
     };
     if session.mode == MODE_SHARED {
-        return forward_shared(state, server, session, msg, id, is_request, guard).await;
+        let sticky_key =
+            (server.pool.pool_strategy == Strategy::Sticky).then(|| format!("{}:{}", session.sub, server.id));
+        return forward_leased(state, server, session, msg, id, is_request, guard, sticky_key, None).await;
     }
     if session.mode == MODE_BOUND {
         if let Err(resp) = touch(state, server, session).await {
@@ -387,6 +394,7 @@ pub(crate) async fn forward(
                 token: None,
                 answered: !is_request,
                 refuse_requests: None,
+                complete_for: None,
             };
             stream_response(events, mapper, id.filter(|_| is_request), guard)
         }
@@ -402,10 +410,13 @@ pub(crate) async fn forward(
     }
 }
 
-/// Shared isolation: lease a slot for this one message; ids and progress tokens are rewritten so
-/// that concurrent clients on one upstream session never see each other's answers (I9). A lost
-/// upstream session is retired and the message replayed once on a fresh slot.
-async fn forward_shared(
+/// Leases a slot for this one message (shared isolation, sessionless upstreams, 2026-07-28
+/// clients); `lease_key` binds the lease to a key's slot (sticky users; a 2026 client's user in
+/// session isolation). Ids and progress tokens are rewritten so that concurrent clients on one
+/// upstream session never see each other's answers (I9). A lost upstream session is retired and
+/// the message replayed once on a fresh slot.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn forward_leased(
     state: &AppState,
     server: &Server,
     session: &ClientSession,
@@ -413,6 +424,8 @@ async fn forward_shared(
     id: Option<Value>,
     is_request: bool,
     inflight: Option<InFlight>,
+    lease_key: Option<String>,
+    complete_for: Option<String>,
 ) -> Response {
     // A cancellation goes to the upstream session carrying the request, under its rewritten id.
     if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
@@ -433,13 +446,12 @@ async fn forward_shared(
         // another node, where its answer will still arrive).
         return StatusCode::ACCEPTED.into_response();
     }
-    let sticky_key = (server.pool.pool_strategy == Strategy::Sticky).then(|| format!("{}:{}", session.sub, server.id));
     let null = Value::Null;
     for attempt in 0..2 {
         let lease = match lease_slot(
             state,
             server,
-            sticky_key.as_deref(),
+            lease_key.as_deref(),
             Some(&session.pv),
             id.as_ref().unwrap_or(&null),
         )
@@ -456,6 +468,7 @@ async fn forward_shared(
             token: None,
             answered: !is_request,
             refuse_requests: Some((state.upstream.clone(), target.clone())),
+            complete_for: complete_for.clone(),
         };
         if let (true, Some(orig)) = (is_request, &id) {
             let up = Value::String(format!("pg:{}", lease.id));
@@ -563,6 +576,7 @@ pub(crate) async fn relay_stream(
                 token: None,
                 answered: true,
                 refuse_requests: None,
+                complete_for: None,
             };
             stream_response(events, mapper, None, ())
         }
@@ -575,4 +589,29 @@ pub(crate) async fn relay_stream(
         Err(UpstreamError::SessionLost) => rpc::session_not_found(&Value::Null),
         Err(e) => failure(None, &e),
     }
+}
+
+/// A 2026-07-28 client's request: leased per request (bound to `lease_key` when given), with the
+/// answer completed for such clients.
+pub(crate) async fn forward_modern(
+    state: &AppState,
+    server: &Server,
+    session: &ClientSession,
+    msg: Value,
+    id: Value,
+    lease_key: Option<String>,
+    method: String,
+) -> Response {
+    forward_leased(
+        state,
+        server,
+        session,
+        msg,
+        Some(id),
+        true,
+        None,
+        lease_key,
+        Some(method),
+    )
+    .await
 }

@@ -1,0 +1,322 @@
+//! Clients of the sessionless revision 2026-07-28: no `initialize`, no session id; every request
+//! carries its version and capabilities in `_meta` plus `MCP-Protocol-Version`, `Mcp-Method` and
+//! (for named requests) `Mcp-Name` headers.
+//!
+//! Requests are validated in the revision's order — `_meta` (-32602), routing headers (-32020),
+//! version (-32022) — and refused with HTTP 400 before anything reaches an upstream. Then:
+//! - `server/discover` is answered by the gateway: from the upstream's own discovery (a 2026
+//!   upstream) or from a session-era upstream's cached `initialize` result, translated;
+//! - every other request leases a slot for itself ([`proxy::forward_leased`]). Behind a
+//!   session-era upstream in session isolation the lease is bound to the user (`user:<sub>:<srv>`),
+//!   so users never share an upstream session and one user's requests, from any node, see one
+//!   consistent upstream session; in shared isolation (and for 2026 upstreams) any slot serves;
+//! - results get the fields 2026 clients require (`resultType`, and `ttlMs`/`cacheScope` on
+//!   cacheable results, kept when the upstream set them);
+//! - `subscriptions/listen` is relayed to 2026 upstreams and refused for session-era ones;
+//!   multi round-trip results (`input_required`) pass through unchanged.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use poolgate_shared::domain::pool::{Isolation, Strategy};
+use poolgate_shared::domain::server::Server;
+use poolgate_shared::session_id::ClientSession;
+use poolgate_shared::upstream::{
+    LATEST_SESSION_VERSION, META_CAPABILITIES, META_VERSION, METHOD_HEADER, NAME_HEADER, SESSION_VERSIONS,
+    STATELESS_VERSION, VERSION_HEADER,
+};
+
+use super::{discovered, lease_slot, proxy, MODE_SHARED, USER_KEY_PREFIX};
+use crate::state::AppState;
+
+/// JSON-RPC errors of the revision.
+pub const HEADER_MISMATCH: i64 = -32020;
+pub const UNSUPPORTED_VERSION: i64 = -32022;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+
+/// Versions this gateway serves to modern (sessionless) clients.
+pub const MODERN_VERSIONS: [&str; 1] = [STATELESS_VERSION];
+/// Methods whose results clients may cache (`ttlMs`, `cacheScope`).
+const CACHEABLE: [&str; 5] = [
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// Whether a request is meant for the sessionless revision: its `_meta` carries the revision's
+/// version key (then a session-era or missing header is a mismatch to report), or its version
+/// header names a version that is not of the session era.
+pub fn is_modern(headers: &HeaderMap, msg: &Value) -> bool {
+    if msg.pointer("/params/_meta").and_then(|m| m.get(META_VERSION)).is_some() {
+        return true;
+    }
+    let header = headers.get(VERSION_HEADER).and_then(|v| v.to_str().ok());
+    header.is_some_and(|v| !SESSION_VERSIONS.contains(&v) && v != "2024-11-05")
+}
+
+/// Why a request was refused: a JSON-RPC error answered with HTTP 400.
+struct Refusal {
+    code: i64,
+    message: String,
+    data: Option<Value>,
+}
+
+fn refuse(code: i64, message: impl Into<String>, data: Option<Value>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+        data,
+    }
+}
+
+impl Refusal {
+    fn into_response(self, id: &Value) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(d) = self.data {
+            error["data"] = d;
+        }
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": error})),
+        )
+            .into_response()
+    }
+}
+
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next();
+    if all.next().is_some() {
+        return Err(format!("{name} header appears more than once"));
+    }
+    Ok(first.and_then(|v| v.to_str().ok()))
+}
+
+/// Checks `_meta`, the routing headers and the version, in the revision's order.
+fn validate(headers: &HeaderMap, msg: &Value) -> Result<(), Refusal> {
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+    let Some(meta) = msg.pointer("/params/_meta").and_then(Value::as_object) else {
+        return Err(refuse(
+            INVALID_PARAMS,
+            format!("params._meta must be an object carrying the required '{META_VERSION}' and '{META_CAPABILITIES}' envelope keys"),
+            None,
+        ));
+    };
+    let missing: Vec<&str> = [META_VERSION, META_CAPABILITIES]
+        .into_iter()
+        .filter(|k| !meta.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(refuse(
+            INVALID_PARAMS,
+            format!(
+                "params._meta is missing the required envelope key(s): {}",
+                missing.join(", ")
+            ),
+            None,
+        ));
+    }
+    let envelope = meta.get(META_VERSION).and_then(Value::as_str).unwrap_or_default();
+    let header_err = |e: String| refuse(HEADER_MISMATCH, e, None);
+    match single_header(headers, VERSION_HEADER).map_err(header_err)? {
+        None => return Err(refuse(HEADER_MISMATCH, "mcp-protocol-version header is required", None)),
+        Some(v) if v != envelope => {
+            return Err(refuse(
+                HEADER_MISMATCH,
+                "mcp-protocol-version header does not match the request envelope's protocol version",
+                None,
+            ))
+        }
+        Some(_) => {}
+    }
+    if single_header(headers, METHOD_HEADER).map_err(header_err)? != Some(method) {
+        return Err(refuse(
+            HEADER_MISMATCH,
+            "mcp-method header does not match the request body's method",
+            None,
+        ));
+    }
+    let name = match method {
+        "tools/call" | "prompts/get" => Some(("name", msg.pointer("/params/name").and_then(Value::as_str))),
+        "resources/read" => Some(("uri", msg.pointer("/params/uri").and_then(Value::as_str))),
+        _ => None,
+    };
+    if let Some((field, expected)) = name {
+        let got = single_header(headers, NAME_HEADER).map_err(header_err)?;
+        if got.is_none() || got != expected {
+            return Err(refuse(
+                HEADER_MISMATCH,
+                format!("mcp-name header does not match the request body's '{field}' parameter"),
+                None,
+            ));
+        }
+    }
+    if !MODERN_VERSIONS.contains(&envelope) {
+        return Err(refuse(
+            UNSUPPORTED_VERSION,
+            "Unsupported protocol version",
+            Some(json!({"supported": MODERN_VERSIONS, "requested": envelope})),
+        ));
+    }
+    Ok(())
+}
+
+/// 405 for GET and DELETE from sessionless clients (no stream, no session).
+pub fn method_not_allowed() -> Response {
+    let mut resp = StatusCode::METHOD_NOT_ALLOWED.into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    resp
+}
+
+/// The result fields 2026 clients require on an answer to `method`.
+pub(crate) fn complete_result(method: &str, result: &mut Value) {
+    let Some(obj) = result.as_object_mut() else { return };
+    obj.entry("resultType").or_insert_with(|| json!("complete"));
+    if CACHEABLE.contains(&method) {
+        obj.entry("ttlMs").or_insert_with(|| json!(0));
+        obj.entry("cacheScope").or_insert_with(|| json!("private"));
+    }
+}
+
+/// The server's identity, from a discover or initialize result.
+fn server_info(result: &Value) -> Value {
+    result
+        .pointer("/_meta")
+        .and_then(|m| m.get(SERVER_INFO))
+        .or_else(|| result.get("serverInfo"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// `server/discover`, answered by the gateway.
+async fn discover(state: &AppState, server: &Server, subject: &str, id: &Value) -> Response {
+    let upstream = match server.endpoints.first() {
+        Some(e) => discovered(state, server, &e.url).await,
+        None => None,
+    };
+    let source = match upstream {
+        Some(d) => d,
+        None => {
+            // A session-era upstream: a warm session's cached initialize result.
+            let cached = state
+                .init_results
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&server.id).map(|(_, r)| r.clone()));
+            match cached {
+                Some(r) => r,
+                None => {
+                    let key = lease_key(server, subject, false);
+                    let lease = match lease_slot(state, server, key.as_deref(), Some(LATEST_SESSION_VERSION), id).await
+                    {
+                        Ok(l) => l,
+                        Err(resp) => return resp,
+                    };
+                    let _ = state.control.release(&server.id, &lease.id, Default::default()).await;
+                    let pv = lease
+                        .slot
+                        .meta
+                        .protocol_version
+                        .clone()
+                        .unwrap_or_else(|| LATEST_SESSION_VERSION.to_owned());
+                    let r: Value = lease
+                        .slot
+                        .meta
+                        .init
+                        .as_deref()
+                        .and_then(|t| serde_json::from_str(t).ok())
+                        .unwrap_or(Value::Null);
+                    if let Ok(mut m) = state.init_results.lock() {
+                        m.insert(server.id.clone(), (pv, r.clone()));
+                    }
+                    r
+                }
+            }
+        }
+    };
+    let mut result = json!({
+        "supportedVersions": MODERN_VERSIONS,
+        "capabilities": source.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        "resultType": "complete",
+        "ttlMs": 0,
+        "cacheScope": "private",
+        "_meta": {SERVER_INFO: server_info(&source)},
+    });
+    if let Some(i) = source.get("instructions") {
+        result["instructions"] = i.clone();
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})),
+    )
+        .into_response()
+}
+
+/// The key a modern client's lease is bound to: the user, behind a session-era upstream in
+/// session isolation (or with pooling off); the user for sticky; none otherwise.
+fn lease_key(server: &Server, subject: &str, sessionless_upstream: bool) -> Option<String> {
+    let per_user_session = !sessionless_upstream && server.pool.pool_isolation == Isolation::Session;
+    if per_user_session {
+        Some(format!("{USER_KEY_PREFIX}{subject}:{}", server.id))
+    } else if server.pool.pool_strategy == Strategy::Sticky {
+        Some(format!("{subject}:{}", server.id))
+    } else {
+        None
+    }
+}
+
+pub async fn handle(state: &AppState, server: &Server, subject: &str, headers: &HeaderMap, msg: Value) -> Response {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    if let Err(refusal) = validate(headers, &msg) {
+        return refusal.into_response(&id);
+    }
+    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if msg.get("id").is_none() || method.is_empty() {
+        // Notifications and stray responses: there is no session to deliver them to.
+        return StatusCode::ACCEPTED.into_response();
+    }
+    match method.as_str() {
+        "server/discover" => return discover(state, server, subject, &id).await,
+        "initialize" | "ping" | "notifications/initialized" | "logging/setLevel" => {
+            return (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": METHOD_NOT_FOUND, "message": "Method not found", "data": method}})),
+            )
+                .into_response()
+        }
+        _ => {}
+    }
+    let sessionless = match server.endpoints.first() {
+        Some(e) => discovered(state, server, &e.url).await.is_some(),
+        None => false,
+    };
+    if method == "subscriptions/listen" && !sessionless {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": METHOD_NOT_FOUND,
+                "message": "subscriptions/listen is not available: this server's upstream speaks the session era", "data": method}})),
+        )
+            .into_response();
+    }
+    // A per-request session for the shared forwarding path; ids are rewritten per lease, so two
+    // clients of one user can use the same ids at once.
+    let session = ClientSession {
+        sub: subject.to_owned(),
+        srv: server.id.to_string(),
+        key: format!("{subject}:{}:modern", server.id),
+        url: String::new(),
+        sid: None,
+        pv: LATEST_SESSION_VERSION.to_owned(),
+        cv: STATELESS_VERSION.to_owned(),
+        mode: MODE_SHARED.to_owned(),
+        iat: 0,
+    };
+    let key = lease_key(server, subject, sessionless);
+    proxy::forward_modern(state, server, &session, msg, id, key, method).await
+}
