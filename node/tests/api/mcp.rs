@@ -612,3 +612,149 @@ async fn session_era_clients_over_a_sessionless_upstream() {
     assert!(stats.discovers.load(std::sync::atomic::Ordering::Relaxed) >= 1);
     app.stop().await;
 }
+
+/// One 2026-07-28 request (no session): the revision's `_meta` and routing headers.
+async fn modern(
+    app: &TestApp,
+    server: &str,
+    user: &str,
+    id: i64,
+    method: &str,
+    mut params: Value,
+) -> (StatusCode, Value) {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let mut req = reqwest::Client::new()
+        .post(app.url(&format!("/servers/{server}/mcp")))
+        .bearer_auth(app.token(user, &["reader"], &[], 600))
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        req = req.header("mcp-name", name);
+    }
+    let resp = req.send().await.expect("sent");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The compatibility matrix (README): client revision × upstream revision × isolation. Every
+/// cell is exercised: a 2026-07-28 client discovers and calls tools, a session-era client
+/// initializes and calls tools; answers to 2026 clients carry `resultType`, cacheable ones
+/// `ttlMs`/`cacheScope`; behind a session-era upstream in session isolation a 2026 user keeps one
+/// upstream session (its counter continues) and users never share one.
+#[tokio::test]
+async fn compatibility_matrix() {
+    let session_era = upstream(UpstreamConfig::default()).await;
+    let sessionless = upstream(UpstreamConfig {
+        stateless: true,
+        ..Default::default()
+    })
+    .await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (up, era) in [(&session_era, "s"), (&sessionless, "m")] {
+        for isolation in ["session", "shared"] {
+            let id = format!("{era}-{isolation}");
+            register(&app, &id, up, json!({"pool_isolation": isolation, "pool_max_size": 4})).await;
+            // A 2026-07-28 client.
+            let (status, discover) = modern(&app, &id, "alice", 1, "server/discover", json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{id}: {discover}");
+            assert_eq!(discover["result"]["supportedVersions"], json!(["2026-07-28"]), "{id}");
+            assert_eq!(
+                discover["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+                "poolgate-test-upstream"
+            );
+            assert_eq!(discover["result"]["resultType"], "complete");
+            let (status, tools) = modern(&app, &id, "alice", 2, "tools/list", json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{id}: {tools}");
+            assert!(
+                tools["result"]["tools"].as_array().is_some_and(|t| t.len() == 4),
+                "{id}: {tools}"
+            );
+            assert_eq!(
+                (tools["result"]["ttlMs"].clone(), tools["result"]["cacheScope"].clone()),
+                (json!(0), json!("private"))
+            );
+            let (status, echo) = modern(
+                &app,
+                &id,
+                "alice",
+                3,
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": id}}),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{id}: {echo}");
+            assert_eq!(echo["id"], 3);
+            assert_eq!(echo["result"]["structuredContent"]["text"], json!(id));
+            assert_eq!(echo["result"]["resultType"], "complete");
+            if era == "s" && isolation == "session" {
+                // One upstream session per user, consistent across requests; users never share.
+                let count = |v: &Value| v["result"]["structuredContent"]["count"].as_u64();
+                let a1 = modern(
+                    &app,
+                    &id,
+                    "alice",
+                    4,
+                    "tools/call",
+                    json!({"name": "counter", "arguments": {}}),
+                )
+                .await
+                .1;
+                let a2 = modern(
+                    &app,
+                    &id,
+                    "alice",
+                    5,
+                    "tools/call",
+                    json!({"name": "counter", "arguments": {}}),
+                )
+                .await
+                .1;
+                let b1 = modern(
+                    &app,
+                    &id,
+                    "bob",
+                    6,
+                    "tools/call",
+                    json!({"name": "counter", "arguments": {}}),
+                )
+                .await
+                .1;
+                assert_eq!(
+                    (count(&a1), count(&a2), count(&b1)),
+                    (Some(1), Some(2), Some(1)),
+                    "{a1} {a2} {b1}"
+                );
+                assert_eq!(
+                    a1["result"]["structuredContent"]["session"],
+                    a2["result"]["structuredContent"]["session"]
+                );
+                assert_ne!(
+                    a1["result"]["structuredContent"]["session"],
+                    b1["result"]["structuredContent"]["session"]
+                );
+            }
+            // A session-era client.
+            let mut c = Client::new(&app, &id, "carol");
+            let init = c.initialize().await;
+            assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{id}");
+            let (status, body) = c.call(9, "echo", json!({"text": "old"})).await;
+            assert_eq!(
+                (status, body["result"]["structuredContent"]["text"].clone()),
+                (StatusCode::OK, json!("old")),
+                "{id}: {body}"
+            );
+            assert_eq!(c.delete().await, StatusCode::OK);
+        }
+    }
+    assert_eq!(
+        sessionless.stats().refused.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    app.stop().await;
+}
