@@ -2,9 +2,11 @@
 # shellcheck shell=bash
 #
 # scripts/lib/peers.sh — install the real MCP peers the SDK tests drive
-# through the gateway (node/tests/api/sdk.rs, node/tests/sdk/*): the official
-# TypeScript SDK, the reference server `server-everything` and a Python venv
-# with the official Python SDK 1.x (FastMCP, streamablehttp_client).
+# through the gateway (node/tests/api/sdk.rs, node/tests/api/modern.rs,
+# node/tests/sdk/*): the official TypeScript SDK, the reference server
+# `server-everything`, a Python venv with the official Python SDK 1.x
+# (FastMCP, streamablehttp_client) and a second one with the Python SDK 2.x
+# (MCPServer, `Client(mode=...)`: the sessionless 2026-07-28 revision).
 #
 # Meant to be `source`d, never executed:
 #
@@ -15,15 +17,21 @@
 # <repo>/.cache/peers):
 #
 #     npm/     npm install --prefix (node_modules/@modelcontextprotocol/...)
-#     venv/    python3 -m venv, with mcp==$PEERS_PY_MCP_VERSION
+#     venv/    python3 -m venv, with mcp==$PEERS_PY_MCP_VERSION (1.x)
+#     venv2/   python3 -m venv, with mcp==$PEERS_PY2_MCP_VERSION (2.x; pulls
+#              mcp-types and httpx2)
 #
 # Each part carries a marker file naming the pinned versions. A part whose
 # marker matches is reused as is (a rerun costs a few milliseconds); a
 # missing, stale or half-written part is removed and installed afresh, the
-# marker being written last. Exports:
+# marker being written last. peers_ensure installs the missing parts
+# concurrently (a cold install takes about as long as the slowest part);
+# the venvs are created without their own pip and filled by the host's pip
+# (`pip --python`), which saves the ensurepip step. Exports:
 #
 #     POOLGATE_TEST_NPM_DIR   the npm prefix (holds node_modules/)
-#     POOLGATE_TEST_PY        the venv's python
+#     POOLGATE_TEST_PY        venv/'s python (mcp 1.x)
+#     POOLGATE_TEST_PY2       venv2/'s python (mcp 2.x)
 #
 # Log output goes to stderr. A failed install returns non-zero with a clear
 # message and the tail of the installer's log.
@@ -39,6 +47,7 @@ _PEERS_LIB_LOADED=1
 : "${PEERS_TS_SDK_VERSION:=1.32.2}"
 : "${PEERS_EVERYTHING_VERSION:=2026.8.31}"
 : "${PEERS_PY_MCP_VERSION:=1.30.0}"
+: "${PEERS_PY2_MCP_VERSION:=2.3.0}"
 
 # Cache root: <repo>/.cache/peers, the repo being the parent of scripts/.
 if [[ -z "${PEERS_DIR:-}" ]]; then
@@ -89,85 +98,186 @@ _peers_fresh() {
 # npm: @modelcontextprotocol/sdk and @modelcontextprotocol/server-everything
 # ---------------------------------------------------------------------------
 
-peers_ensure_npm() {
-    local dir="${PEERS_DIR}/npm" t0=$SECONDS
-    local want="sdk=${PEERS_TS_SDK_VERSION} server-everything=${PEERS_EVERYTHING_VERSION}"
-    local sdk_pkg="node_modules/@modelcontextprotocol/sdk/package.json"
-    local everything="node_modules/@modelcontextprotocol/server-everything/dist/index.js"
-    if ! _peers_fresh "$dir" "$want" "$sdk_pkg" "$everything"; then
-        if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
-            _peers_err "node/npm not found: install Debian's nodejs and npm (the SDK tests need them)"
-            return 1
-        fi
-        _peers_log "installing npm peers into ${dir} (${want})"
-        rm -rf -- "$dir" && mkdir -p -- "$dir" || return 1
-        local log="${PEERS_DIR}/npm-install.log"
-        if ! npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
-            "@modelcontextprotocol/sdk@${PEERS_TS_SDK_VERSION}" \
-            "@modelcontextprotocol/server-everything@${PEERS_EVERYTHING_VERSION}" \
-            </dev/null >"$log" 2>&1; then
-            _peers_err "npm install of the MCP peers failed (see ${log})"
-            _peers_log_tail "$log"
-            return 1
-        fi
-        if ! _peers_files "$dir" "$sdk_pkg" "$everything"; then
-            _peers_err "npm install finished but ${dir} lacks ${sdk_pkg} or ${everything}"
-            _peers_log_tail "$log"
-            return 1
-        fi
-        printf '%s' "$want" >"${dir}/${_PEERS_MARKER}"
-        _peers_log "npm peers installed in $((SECONDS - t0))s"
+_PEERS_NPM_SDK="node_modules/@modelcontextprotocol/sdk/package.json"
+_PEERS_NPM_EVERYTHING="node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+
+_peers_npm_want() {
+    printf 'sdk=%s server-everything=%s' "$PEERS_TS_SDK_VERSION" "$PEERS_EVERYTHING_VERSION"
+}
+
+_peers_npm_fresh() {
+    _peers_fresh "${PEERS_DIR}/npm" "$(_peers_npm_want)" "$_PEERS_NPM_SDK" "$_PEERS_NPM_EVERYTHING"
+}
+
+# _peers_npm_install — (re)installs the npm part; no exports (may run in the
+# background).
+_peers_npm_install() {
+    local dir="${PEERS_DIR}/npm" t0=$SECONDS want
+    want=$(_peers_npm_want)
+    if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+        _peers_err "node/npm not found: install Debian's nodejs and npm (the SDK tests need them)"
+        return 1
     fi
-    export POOLGATE_TEST_NPM_DIR="$dir"
+    _peers_log "installing npm peers into ${dir} (${want})"
+    rm -rf -- "$dir" && mkdir -p -- "$dir" || return 1
+    local log="${PEERS_DIR}/npm-install.log"
+    if ! npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
+        "@modelcontextprotocol/sdk@${PEERS_TS_SDK_VERSION}" \
+        "@modelcontextprotocol/server-everything@${PEERS_EVERYTHING_VERSION}" \
+        </dev/null >"$log" 2>&1; then
+        _peers_err "npm install of the MCP peers failed (see ${log})"
+        _peers_log_tail "$log"
+        return 1
+    fi
+    if ! _peers_files "$dir" "$_PEERS_NPM_SDK" "$_PEERS_NPM_EVERYTHING"; then
+        _peers_err "npm install finished but ${dir} lacks ${_PEERS_NPM_SDK} or ${_PEERS_NPM_EVERYTHING}"
+        _peers_log_tail "$log"
+        return 1
+    fi
+    printf '%s' "$want" >"${dir}/${_PEERS_MARKER}"
+    _peers_log "npm peers installed in $((SECONDS - t0))s"
+}
+
+peers_ensure_npm() {
+    if ! _peers_npm_fresh; then
+        _peers_npm_install || return 1
+    fi
+    export POOLGATE_TEST_NPM_DIR="${PEERS_DIR}/npm"
 }
 
 # ---------------------------------------------------------------------------
-# Python venv: mcp 1.x
+# Python venvs
 # ---------------------------------------------------------------------------
 
-peers_ensure_venv() {
-    local dir="${PEERS_DIR}/venv" t0=$SECONDS py
-    local want="mcp=${PEERS_PY_MCP_VERSION}"
-    if ! _peers_fresh "$dir" "$want" bin/python; then
-        py=$(command -v python3 || true)
-        if [[ -z "$py" ]]; then
-            _peers_err "python3 not found (the Python SDK tests need it)"
-            return 1
-        fi
-        _peers_log "creating Python venv ${dir} (${want})"
-        rm -rf -- "$dir" && mkdir -p -- "$PEERS_DIR" || return 1
-        local log="${PEERS_DIR}/venv-install.log"
-        if ! "$py" -m venv "$dir" >"$log" 2>&1; then
+# _peers_venv_install NAME WANT CHECK SPEC... — (re)creates ${PEERS_DIR}/NAME
+# as a venv holding SPEC..., verifies it by running the Python code CHECK in
+# it, then writes the marker WANT. No exports (may run in the background).
+_peers_venv_install() {
+    local name=$1 want=$2 check=$3
+    shift 3
+    local dir="${PEERS_DIR}/${name}" log="${PEERS_DIR}/${name}-install.log" t0=$SECONDS py
+    py=$(command -v python3 || true)
+    if [[ -z "$py" ]]; then
+        _peers_err "python3 not found (the Python SDK tests need it)"
+        return 1
+    fi
+    _peers_log "creating Python venv ${dir} ($*)"
+    rm -rf -- "$dir" && mkdir -p -- "$PEERS_DIR" || return 1
+    : >"$log"
+    # Fast path: a venv without pip, filled by the host's pip (pip >= 22.3
+    # has --python). Otherwise the classic venv with its own pip.
+    local -a pip
+    if "$py" -m pip --python "$py" --version >>"$log" 2>&1 && "$py" -m venv --without-pip "$dir" >>"$log" 2>&1; then
+        pip=("$py" -m pip --python "${dir}/bin/python")
+    else
+        rm -rf -- "$dir"
+        if ! "$py" -m venv "$dir" >>"$log" 2>&1; then
             _peers_err "python3 -m venv ${dir} failed (see ${log}; Debian needs python3-venv)"
             _peers_log_tail "$log"
             return 1
         fi
-        if ! "${dir}/bin/python" -m pip install --disable-pip-version-check --quiet \
-            "mcp==${PEERS_PY_MCP_VERSION}" </dev/null >>"$log" 2>&1; then
-            _peers_err "pip install mcp==${PEERS_PY_MCP_VERSION} failed (see ${log})"
-            _peers_log_tail "$log"
-            return 1
-        fi
-        if ! "${dir}/bin/python" -c \
-            'import mcp.client.streamable_http, mcp.server.fastmcp' >>"$log" 2>&1; then
-            _peers_err "the venv's mcp package lacks streamable_http or FastMCP (see ${log})"
-            _peers_log_tail "$log"
-            return 1
-        fi
-        printf '%s' "$want" >"${dir}/${_PEERS_MARKER}"
-        _peers_log "Python venv ready in $((SECONDS - t0))s"
+        pip=("${dir}/bin/python" -m pip)
     fi
-    export POOLGATE_TEST_PY="${dir}/bin/python"
+    if ! "${pip[@]}" install --disable-pip-version-check --quiet "$@" </dev/null >>"$log" 2>&1; then
+        _peers_err "pip install $* into ${dir} failed (see ${log}; $("$py" --version 2>&1) is python3)"
+        _peers_log_tail "$log"
+        return 1
+    fi
+    if ! "${dir}/bin/python" -c "$check" >>"$log" 2>&1; then
+        _peers_err "the venv ${dir} does not provide what the tests need (${*}; see ${log})"
+        _peers_log_tail "$log"
+        return 1
+    fi
+    printf '%s' "$want" >"${dir}/${_PEERS_MARKER}"
+    _peers_log "Python venv ${name} ready in $((SECONDS - t0))s"
+}
+
+# venv/: mcp 1.x (FastMCP server, streamablehttp_client + ClientSession).
+
+_peers_venv_want() {
+    printf 'mcp=%s' "$PEERS_PY_MCP_VERSION"
+}
+
+_peers_venv_fresh() {
+    _peers_fresh "${PEERS_DIR}/venv" "$(_peers_venv_want)" bin/python
+}
+
+_peers_venv_install_part() {
+    _peers_venv_install venv "$(_peers_venv_want)" \
+        'import mcp.client.streamable_http, mcp.server.fastmcp' \
+        "mcp==${PEERS_PY_MCP_VERSION}"
+}
+
+peers_ensure_venv() {
+    if ! _peers_venv_fresh; then
+        _peers_venv_install_part || return 1
+    fi
+    export POOLGATE_TEST_PY="${PEERS_DIR}/venv/bin/python"
+}
+
+# venv2/: mcp 2.x (Client with mode=auto|2026-07-28|legacy, MCPServer). The
+# check also pins the version: 2.x moved and renamed much of 1.x.
+
+_peers_venv2_want() {
+    printf 'mcp=%s' "$PEERS_PY2_MCP_VERSION"
+}
+
+_peers_venv2_fresh() {
+    _peers_fresh "${PEERS_DIR}/venv2" "$(_peers_venv2_want)" bin/python
+}
+
+_peers_venv2_install_part() {
+    _peers_venv_install venv2 "$(_peers_venv2_want)" "
+import importlib.metadata as md
+import httpx2, mcp_types, uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
+got = md.version('mcp')
+assert got == '${PEERS_PY2_MCP_VERSION}', f'mcp {got} installed, ${PEERS_PY2_MCP_VERSION} wanted'
+" "mcp==${PEERS_PY2_MCP_VERSION}"
+}
+
+peers_ensure_venv2() {
+    if ! _peers_venv2_fresh; then
+        _peers_venv2_install_part || return 1
+    fi
+    export POOLGATE_TEST_PY2="${PEERS_DIR}/venv2/bin/python"
 }
 
 # ---------------------------------------------------------------------------
-# peers_ensure — both parts; exports POOLGATE_TEST_NPM_DIR, POOLGATE_TEST_PY
+# peers_ensure — every part; exports POOLGATE_TEST_NPM_DIR, POOLGATE_TEST_PY,
+# POOLGATE_TEST_PY2
 # ---------------------------------------------------------------------------
 
 peers_ensure() {
-    local t0=$SECONDS
+    local t0=$SECONDS part pid rc=0
+    local -a pids=() failed=()
     mkdir -p -- "$PEERS_DIR" || return 1
+    # Missing parts install concurrently (separate folders and logs); each
+    # reports its own failure.
+    for part in npm venv venv2; do
+        if ! "_peers_${part}_fresh"; then
+            case $part in
+                npm) _peers_npm_install & ;;
+                *) "_peers_${part}_install_part" & ;;
+            esac
+            pids+=("$!:${part}")
+        fi
+    done
+    for pid in ${pids[@]+"${pids[@]}"}; do
+        if ! wait "${pid%%:*}"; then
+            failed+=("${pid#*:}")
+            rc=1
+        fi
+    done
+    if ((rc != 0)); then
+        _peers_err "installing the MCP peers failed: ${failed[*]} (see the messages above)"
+        return 1
+    fi
+    # Everything is fresh now: these only export.
     peers_ensure_npm || return 1
     peers_ensure_venv || return 1
+    peers_ensure_venv2 || return 1
     _peers_log "MCP peers ready in $((SECONDS - t0))s (${PEERS_DIR})"
 }

@@ -10,6 +10,7 @@ mod bulk;
 mod cli;
 mod mcp;
 mod migrations;
+mod modern;
 mod pool_config;
 mod probes;
 mod sdk;

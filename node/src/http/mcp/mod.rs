@@ -67,11 +67,20 @@ pub(crate) async fn discovered(state: &AppState, server: &Server, url: &str) -> 
 }
 
 /// A session-era `initialize` result made from a sessionless server's `server/discover` result.
+/// The server's identity is in `_meta["io.modelcontextprotocol/serverInfo"]` (older drafts put
+/// it at the top level); session-era clients require it, so it is never null.
 fn init_from_discovery(d: &Value) -> Value {
+    let info = d
+        .pointer("/_meta")
+        .and_then(|m| m.get("io.modelcontextprotocol/serverInfo"))
+        .or_else(|| d.get("serverInfo"))
+        .filter(|v| v.is_object())
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"name": "upstream", "version": "unknown"}));
     let mut r = serde_json::json!({
         "protocolVersion": LATEST_SESSION_VERSION,
         "capabilities": d.get("capabilities").cloned().unwrap_or_else(|| serde_json::json!({})),
-        "serverInfo": d.get("serverInfo").cloned().unwrap_or(Value::Null),
+        "serverInfo": info,
     });
     if let Some(i) = d.get("instructions") {
         r["instructions"] = i.clone();
