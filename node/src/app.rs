@@ -56,6 +56,13 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let pools = Pools::new(control.clone(), store.clone());
     let upstream = UpstreamClient::new()?;
+    let leadership = (config.mode() == Mode::Embedded).then(|| {
+        poolgate_shared::housekeeping::Leadership::new(
+            control.clone(),
+            node_id.clone(),
+            poolgate_shared::housekeeping::timing(&config),
+        )
+    });
     Ok(AppState::new(Inner {
         config,
         store,
@@ -71,6 +78,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         discovery: Default::default(),
         touched: Default::default(),
         node_id,
+        leadership,
     }))
 }
 
@@ -105,9 +113,26 @@ impl Node {
             control_plane = state.control.backend(),
             "poolgate node listening"
         );
+        // Embedded mode: the node runs the coordinator's loops itself.
+        let housekeeping = state.leadership.clone().map(|leadership| {
+            let cleanup = poolgate_shared::housekeeping::Cleanup {
+                pools: state.pools.clone(),
+                upstream: state.upstream.clone(),
+                leadership: leadership.clone(),
+                interval: state.config.pooling.manager.cleanup_interval,
+            };
+            (
+                tokio::spawn(leadership.run(std::future::pending::<()>())),
+                tokio::spawn(cleanup.run(std::future::pending::<()>())),
+            )
+        });
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
+        if let Some((elect, clean)) = housekeeping {
+            elect.abort();
+            clean.abort();
+        }
         state.control.close().await;
         state.store.close().await;
         Ok(())

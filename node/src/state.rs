@@ -48,6 +48,8 @@ pub struct Inner {
     pub touched: Mutex<HashMap<String, Instant>>,
     /// Identifies this node in logs and per-node metrics.
     pub node_id: String,
+    /// Embedded mode: this node runs the housekeeping itself (it always leads).
+    pub leadership: Option<poolgate_shared::housekeeping::Leadership>,
 }
 
 impl AppState {

@@ -9,12 +9,14 @@
 //! - [`auth`]: HS256 bearer tokens.
 //! - [`upstream`]: the upstream MCP client (Streamable HTTP, incremental SSE).
 //! - [`session_id`]: encrypted, self-describing client session ids.
+//! - [`housekeeping`]: leader election with fencing and the leader's loops.
 //! - [`shutdown`], [`telemetry`]: process plumbing both binaries share.
 
 pub mod auth;
 pub mod config;
 pub mod control;
 pub mod domain;
+pub mod housekeeping;
 pub mod session_id;
 pub mod shutdown;
 pub mod store;

@@ -37,6 +37,8 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "node_id": state.node_id,
         "mode": format!("{:?}", state.config.mode()).to_lowercase(),
         "control_plane": state.control.backend(),
+        // Embedded mode only: whether this node runs the housekeeping (the coordinator's role).
+        "leader_term": state.leadership.as_ref().and_then(|l| l.term()),
     });
     if causes.is_empty() {
         (StatusCode::OK, Json(json!({ "status": "ready", "detail": detail })))

@@ -1,0 +1,245 @@
+//! Leader election and the cleanup loop against real Redis (and the embedded plane).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poolgate_shared::config::DatabaseKind;
+use poolgate_shared::control::{
+    AcquireRequest, Attempt, Committed, ControlError, ControlPlane, EmbeddedControlPlane, Pools, RedisControlPlane,
+    SlotMeta,
+};
+use poolgate_shared::domain::pool::{Isolation, PoolConfig, Strategy};
+use poolgate_shared::domain::server::{Endpoint, Server, ServerId, UpstreamHeaders};
+use poolgate_shared::housekeeping::{Cleanup, Leadership, Timing};
+use poolgate_shared::store::Store;
+use poolgate_shared::upstream::UpstreamClient;
+use tokio::time::Instant;
+
+const TIMING: Timing = Timing {
+    ttl: Duration::from_millis(1500),
+    heartbeat: Duration::from_millis(200),
+    renew_deadline: Duration::from_millis(1000),
+};
+
+fn redis_url() -> String {
+    std::env::var("POOLGATE_TEST_REDIS_URL").expect("POOLGATE_TEST_REDIS_URL is not set: run scripts/test.sh")
+}
+
+async fn redis_plane(prefix: &str) -> ControlPlane {
+    let plane = ControlPlane::Redis(Arc::new(
+        RedisControlPlane::connect(&redis_url(), prefix).expect("client"),
+    ));
+    for _ in 0..200 {
+        if plane.ping().await.is_ok() {
+            return plane;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("redis unreachable");
+}
+
+fn prefix() -> String {
+    format!("pghk:{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// Three campaigners on separate connections: never two acting leaders; when the leader dies
+/// without resigning (its task is killed), another acts within TTL + one heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_at_a_time_and_takeover_within_ttl_plus_heartbeat() {
+    let prefix = prefix();
+    let mut leaders = Vec::new();
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let l = Leadership::new(redis_plane(&prefix).await, format!("coord-{i}"), TIMING);
+        let runner = l.clone();
+        tasks.push(tokio::spawn(
+            async move { runner.run(std::future::pending::<()>()).await },
+        ));
+        leaders.push(l);
+    }
+    let acting = |ls: &[Leadership]| ls.iter().filter(|l| l.term().is_some()).count();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let first = loop {
+        let n = acting(&leaders);
+        assert!(n <= 1, "two acting leaders");
+        if let Some(i) = leaders.iter().position(|l| l.term().is_some()) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "nobody became leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let first_term = leaders[first].term().expect("leading");
+    // Watch a while: leadership is stable and single.
+    for _ in 0..50 {
+        assert_eq!(acting(&leaders), 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGKILL-like: the leader's task stops without resigning.
+    tasks[first].abort();
+    let killed = Instant::now();
+    let (next, took) = loop {
+        assert!(acting(&leaders) <= 1, "the dead leader and a new one acted at once");
+        if let Some(i) = leaders
+            .iter()
+            .enumerate()
+            .position(|(i, l)| i != first && l.term().is_some())
+        {
+            break (i, killed.elapsed());
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "no takeover");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let next_term = leaders[next].term().expect("leading");
+    assert!(next_term > first_term, "terms only grow: {first_term} then {next_term}");
+    assert!(
+        took <= TIMING.ttl + TIMING.heartbeat + Duration::from_millis(300),
+        "takeover took {took:?} (TTL {:?} + heartbeat {:?})",
+        TIMING.ttl,
+        TIMING.heartbeat
+    );
+    println!("takeover after {took:?}");
+    for t in tasks {
+        t.abort();
+    }
+}
+
+fn server(id: &str, recycle_seconds: u32) -> Server {
+    let pool = PoolConfig {
+        pool_enabled: true,
+        pool_strategy: Strategy::LeastConnections,
+        pool_isolation: Isolation::Shared,
+        pool_recycle_seconds: recycle_seconds,
+        pool_lease_ttl: 1,
+        ..PoolConfig::default()
+    };
+    Server {
+        id: ServerId::parse(id).expect("id"),
+        name: id.into(),
+        endpoints: vec![Endpoint {
+            url: "http://127.0.0.1:9/mcp".into(),
+            weight: 1,
+        }],
+        upstream_headers: UpstreamHeaders::default(),
+        pool,
+        created_at: poolgate_shared::domain::now(),
+        updated_at: poolgate_shared::domain::now(),
+    }
+}
+
+async fn sqlite_store() -> (Store, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("pghk-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let store = Store::connect(
+        &format!("sqlite://{}", dir.join("db.sqlite").display()),
+        &DatabaseKind::Sqlite,
+    )
+    .expect("store");
+    store.migrate_up().await.expect("migrate");
+    (store, dir)
+}
+
+/// A leader paused past its TTL (its renewals stop, as under SIGSTOP) is replaced; the new leader
+/// fences the pools; when the old one wakes, its fenced write is refused and it stops acting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leaders_fenced_writes_are_refused() {
+    let prefix = prefix();
+    let (store, dir) = sqlite_store().await;
+    let srv = server("fenced", 3600);
+    store.create_server(&srv, "test").await.expect("server");
+    let old_plane = redis_plane(&prefix).await;
+    let pools = Pools::new(old_plane.clone(), store.clone());
+    pools.sync_from_store(&srv.id).await.expect("sync");
+
+    let old = Leadership::new(old_plane.clone(), "old", TIMING);
+    let old_term = old.tick().await.expect("old leads");
+    // Paused: no more renewals. Its own deadline passes before the key expires.
+    let new = Leadership::new(redis_plane(&prefix).await, "new", TIMING);
+    assert_eq!(new.tick().await, None, "held while the old key lives");
+    tokio::time::sleep(TIMING.ttl + Duration::from_millis(100)).await;
+    assert_eq!(
+        old.term(),
+        None,
+        "past its renew deadline the old leader no longer acts"
+    );
+    let new_term = new.tick().await.expect("new leads after the TTL");
+    assert!(new_term > old_term);
+    // The old leader wakes with a write it had prepared under its old term: refused.
+    match old_plane.recycle(&srv.id, old_term, Duration::from_secs(1), 10).await {
+        Err(ControlError::StaleFence { newest }) => assert_eq!(newest, new_term),
+        other => panic!("the deposed leader's write went through: {other:?}"),
+    }
+    // Its cleanup loop does nothing, and its renew fails.
+    let cleanup = Cleanup {
+        pools: pools.clone(),
+        upstream: UpstreamClient::new().expect("client"),
+        leadership: old.clone(),
+        interval: Duration::from_secs(60),
+    };
+    assert_eq!(cleanup.tick().await.pools, 0, "a deposed leader does not act");
+    // Even if it still believed it led, the fenced recycle inside the tick would depose it.
+    old.step_down();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Cleanup (leader) reclaims the lease of a node that died holding it, and recycles idle slots
+/// older than `pool_recycle_seconds`.
+async fn cleanup_reclaims_and_recycles(plane: ControlPlane) {
+    let (store, dir) = sqlite_store().await;
+    let srv = server("tidy", 1);
+    store.create_server(&srv, "test").await.expect("server");
+    let pools = Pools::new(plane.clone(), store.clone());
+    pools.sync_from_store(&srv.id).await.expect("sync");
+    let leadership = Leadership::new(plane.clone(), "leader", TIMING);
+    leadership.tick().await.expect("leads");
+    // Two slots; the lease on one belongs to a node that dies.
+    let mut leases = Vec::new();
+    for i in 0..2 {
+        match plane
+            .try_acquire(&srv.id, &AcquireRequest::new("dead-node", None))
+            .await
+            .expect("attempt")
+        {
+            Attempt::Create(r) => match plane
+                .commit(&srv.id, &r.id, &format!("s{i}"), &SlotMeta::default())
+                .await
+            {
+                Ok(Committed::Leased(l)) => leases.push(l.id),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    plane
+        .release(&srv.id, &leases[1], Default::default())
+        .await
+        .expect("release");
+    let cleanup = Cleanup {
+        pools,
+        upstream: UpstreamClient::new().expect("client"),
+        leadership: leadership.clone(),
+        interval: Duration::from_secs(60),
+    };
+    // Past the lease TTL (1 s) and the recycle age (1 s).
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    leadership.tick().await.expect("still leads");
+    let report = cleanup.tick().await;
+    assert_eq!(report.pools, 1, "{report:?}");
+    assert_eq!(report.leases, 1, "the dead node's lease is reclaimed: {report:?}");
+    assert_eq!(
+        report.recycled, 2,
+        "both idle slots are older than the recycle age: {report:?}"
+    );
+    let stats = plane.stats(&srv.id).await.expect("stats");
+    assert_eq!((stats.leases, stats.slots), (0, 0), "{stats:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_on_redis() {
+    cleanup_reclaims_and_recycles(redis_plane(&prefix()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_on_the_embedded_plane() {
+    cleanup_reclaims_and_recycles(ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()))).await;
+}
