@@ -60,6 +60,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         upstream: UpstreamClient::new()?,
         leadership: leadership.clone(),
         interval: config.pooling.manager.cleanup_interval,
+        warmup: Some(housekeeping::WarmUp {
+            pools: Pools::new(control.clone(), store.clone()),
+            upstream: UpstreamClient::new()?,
+            leadership: leadership.clone(),
+            enabled: config.pooling.enabled,
+        }),
     };
     tracing::info!(%holder, "coordinator started; campaigning for leadership");
     let (stop, stopped) = tokio::sync::watch::channel(false);

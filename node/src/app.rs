@@ -120,6 +120,12 @@ impl Node {
                 upstream: state.upstream.clone(),
                 leadership: leadership.clone(),
                 interval: state.config.pooling.manager.cleanup_interval,
+                warmup: Some(poolgate_shared::housekeeping::WarmUp {
+                    pools: state.pools.clone(),
+                    upstream: state.upstream.clone(),
+                    leadership: leadership.clone(),
+                    enabled: state.config.pooling.enabled,
+                }),
             };
             (
                 tokio::spawn(leadership.run(std::future::pending::<()>())),

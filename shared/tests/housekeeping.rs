@@ -174,6 +174,7 @@ async fn a_paused_leaders_fenced_writes_are_refused() {
         upstream: UpstreamClient::new().expect("client"),
         leadership: old.clone(),
         interval: Duration::from_secs(60),
+        warmup: None,
     };
     assert_eq!(cleanup.tick().await.pools, 0, "a deposed leader does not act");
     // Even if it still believed it led, the fenced recycle inside the tick would depose it.
@@ -218,6 +219,7 @@ async fn cleanup_reclaims_and_recycles(plane: ControlPlane) {
         upstream: UpstreamClient::new().expect("client"),
         leadership: leadership.clone(),
         interval: Duration::from_secs(60),
+        warmup: None,
     };
     // Past the lease TTL (1 s) and the recycle age (1 s).
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -242,4 +244,59 @@ async fn cleanup_on_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_on_the_embedded_plane() {
     cleanup_reclaims_and_recycles(ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()))).await;
+}
+
+/// `warm` creates reservations only up to `min` idle (creations in flight counted), never past
+/// `max` (I1), and refuses an old fencing token.
+async fn warm_respects_min_max_and_fence(plane: ControlPlane) {
+    let pool = ServerId::parse("warm").expect("id");
+    let mut spec = poolgate_shared::control::PoolSpec::for_server(&server("warm", 3600));
+    spec.max_size = 3;
+    plane.sync(&pool, &spec).await.expect("sync");
+    plane.fence(&pool, 5).await.expect("fence");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        match plane.warm(&pool, 5, 2, &format!("w{i}"), "leader").await.expect("warm") {
+            Some(r) => ids.push(r.id),
+            None => break,
+        }
+    }
+    assert_eq!(ids.len(), 2, "two idle wanted, two creations in flight");
+    // Commit one: one idle + one in flight = still 2, nothing more.
+    let c = plane
+        .commit(&pool, &ids[0], "slot-a", &SlotMeta::default())
+        .await
+        .expect("commit");
+    assert_eq!(c, Committed::Added("slot-a".into()));
+    assert_eq!(plane.warm(&pool, 5, 2, "w9", "leader").await.expect("warm"), None);
+    // Abort the other: one more may be created; min 10 is capped by max 3.
+    assert!(plane.abort(&pool, &ids[1]).await.expect("abort"));
+    let mut more = 0;
+    for i in 0..5 {
+        if plane
+            .warm(&pool, 5, 10, &format!("x{i}"), "leader")
+            .await
+            .expect("warm")
+            .is_some()
+        {
+            more += 1;
+        }
+    }
+    assert_eq!(more, 2, "slots + reservations never exceed max 3 (I1)");
+    let stats = plane.stats(&pool).await.expect("stats");
+    assert!(stats.slots + stats.reservations <= 3, "{stats:?}");
+    assert!(matches!(
+        plane.warm(&pool, 4, 2, "old", "old-leader").await,
+        Err(ControlError::StaleFence { newest: 5 })
+    ));
+}
+
+#[tokio::test]
+async fn warm_on_redis() {
+    warm_respects_min_max_and_fence(redis_plane(&prefix()).await).await;
+}
+
+#[tokio::test]
+async fn warm_on_the_embedded_plane() {
+    warm_respects_min_max_and_fence(ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()))).await;
 }

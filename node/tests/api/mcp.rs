@@ -758,3 +758,45 @@ async fn compatibility_matrix() {
     );
     app.stop().await;
 }
+
+/// Warm-up: the node (embedded mode runs the coordinator's loops) keeps `pool_min_size` idle,
+/// initialized upstream sessions ready, so a new client's `initialize` pays no upstream
+/// handshake; after it takes one, the pool is refilled.
+#[tokio::test]
+async fn warm_sessions_spare_clients_the_handshake() {
+    let up = upstream(UpstreamConfig {
+        handshake: Duration::from_millis(400),
+        ..Default::default()
+    })
+    .await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("POOL_MANAGER_CLEANUP_INTERVAL", "1")], &[]).await;
+    register(&app, "warm", &up, json!({"pool_min_size": 2, "pool_max_size": 5})).await;
+    let inits = || up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while inits() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "warm-up never created the minimum"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(inits(), 2, "exactly pool_min_size idle sessions, not more");
+    let mut c = Client::new(&app, "warm", "alice");
+    let started = std::time::Instant::now();
+    c.initialize().await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(300),
+        "initialize paid a handshake: {took:?}"
+    );
+    assert_eq!(inits(), 2, "the client got a warm session");
+    assert_eq!(c.count(1).await.0, 1);
+    // The pool refills to two idle sessions.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while inits() < 3 {
+        assert!(std::time::Instant::now() < deadline, "warm-up did not refill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}

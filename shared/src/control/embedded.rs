@@ -163,6 +163,8 @@ struct Pool {
     closing: VecDeque<SlotRecord>,
     /// `nrc`: when an acquire next reclaims on its way in.
     next_reclaim: i64,
+    /// `wres`: warm-up creations in flight.
+    warm_reservations: i64,
     notify: watch::Sender<u64>,
 }
 
@@ -189,6 +191,7 @@ impl Pool {
             per_endpoint: HashMap::new(),
             closing: VecDeque::new(),
             next_reclaim: 0,
+            warm_reservations: 0,
             notify: watch::channel(0).0,
         }
     }
@@ -352,6 +355,9 @@ impl Pool {
         self.resv.rem(id);
         let Some(r) = self.rdata.remove(id) else { return false };
         *self.per_endpoint.entry(r.ep).or_default() -= 1;
+        if !r.lease {
+            self.warm_reservations -= 1;
+        }
         if !r.key.is_empty() && self.bind.get(&r.key).is_some_and(|v| *v == format!("{PENDING}{id}")) {
             self.bind.remove(&r.key);
             self.bexp.rem(&r.key);
@@ -414,16 +420,7 @@ impl Pool {
                 limit: c.max,
             };
         }
-        let mut best = 0u32;
-        let mut best_load: Option<f64> = None;
-        for (i, w) in c.weights.iter().enumerate() {
-            let n = self.per_endpoint.get(&(i as u32)).copied().unwrap_or(0) as f64;
-            let load = n / f64::from(*w);
-            if best_load.is_none_or(|b| load < b) {
-                best = i as u32;
-                best_load = Some(load);
-            }
-        }
+        let best = self.pick_endpoint(c);
         *self.per_endpoint.entry(best).or_default() += 1;
         self.resv.add(lease_id, (now + c.resv_ttl) as f64);
         self.rdata.insert(
@@ -443,6 +440,49 @@ impl Pool {
             id: lease_id.to_owned(),
             endpoint: best,
         })
+    }
+
+    /// `pick_endpoint`: the endpoint with the fewest slots (and creations in flight) for its weight.
+    fn pick_endpoint(&self, c: &Cfg) -> u32 {
+        let mut best = 0u32;
+        let mut best_load: Option<f64> = None;
+        for (i, w) in c.weights.iter().enumerate() {
+            let n = self.per_endpoint.get(&(i as u32)).copied().unwrap_or(0) as f64;
+            let load = n / f64::from(*w);
+            if best_load.is_none_or(|b| load < b) {
+                best = i as u32;
+                best_load = Some(load);
+            }
+        }
+        best
+    }
+
+    /// `warm.lua`.
+    fn warm(&mut self, token: u64, min: u32, id: &str, holder: &str) -> Result<Option<Reservation>, ControlError> {
+        self.check_fence(token)
+            .map_err(|newest| ControlError::StaleFence { newest })?;
+        let Some(c) = self.cfg.clone() else { return Ok(None) };
+        let idle = self.avail.len() as i64 + self.warm_reservations;
+        if idle >= i64::from(min) || self.total() >= c.max {
+            return Ok(None);
+        }
+        let best = self.pick_endpoint(&c);
+        *self.per_endpoint.entry(best).or_default() += 1;
+        self.warm_reservations += 1;
+        self.resv.add(id, (now_ms() + c.resv_ttl) as f64);
+        self.rdata.insert(
+            id.to_owned(),
+            Resv {
+                ep: best,
+                holder: holder.to_owned(),
+                key: String::new(),
+                lease: false,
+            },
+        );
+        Ok(Some(Reservation {
+            id: id.to_owned(),
+            endpoint: best,
+        }))
     }
 
     fn bind(&mut self, c: &Cfg, s: &mut SlotRecord, key: &str, now: i64) {
@@ -644,6 +684,7 @@ impl Pool {
         self.all.add(slot_id, now as f64);
         self.bump("cre", 1);
         if !r.lease {
+            self.warm_reservations -= 1;
             self.slots.insert(s.id.clone(), s.clone());
             self.refresh(&c, &s);
             self.publish();
@@ -947,6 +988,17 @@ impl EmbeddedControlPlane {
     pub async fn fence(&self, pool: &ServerId, token: u64) -> Result<(), ControlError> {
         self.with_pool(pool, |p| p.check_fence(token))?
             .map_err(|newest| ControlError::StaleFence { newest })
+    }
+
+    pub async fn warm(
+        &self,
+        pool: &ServerId,
+        token: u64,
+        min: u32,
+        reservation: &str,
+        holder: &str,
+    ) -> Result<Option<Reservation>, ControlError> {
+        self.with_pool(pool, |p| p.warm(token, min, reservation, holder))?
     }
 
     pub async fn recycle(

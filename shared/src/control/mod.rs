@@ -490,6 +490,19 @@ impl ControlPlane {
         dispatch!(self, |b| b.recycle(pool, token, max_age, limit).await)
     }
 
+    /// Leader only, fenced: a reservation to create one more idle slot while the pool has fewer
+    /// than `min` idle ready slots (warm-ups in flight included) and room below its max (I1).
+    pub async fn warm(
+        &self,
+        pool: &ServerId,
+        token: u64,
+        min: u32,
+        reservation: &str,
+        holder: &str,
+    ) -> Result<Option<Reservation>, ControlError> {
+        dispatch!(self, |b| b.warm(pool, token, min, reservation, holder).await)
+    }
+
     /// Closes connections (shutdown).
     pub async fn close(&self) {
         if let ControlPlane::Redis(c) = self {

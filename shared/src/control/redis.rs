@@ -54,6 +54,7 @@ struct Scripts {
     stats: Script,
     fence: Script,
     recycle: Script,
+    warm: Script,
     leader: Script,
 }
 
@@ -73,6 +74,7 @@ impl Scripts {
             stats: pool_script!("stats.lua"),
             fence: pool_script!("fence.lua"),
             recycle: pool_script!("recycle.lua"),
+            warm: pool_script!("warm.lua"),
             leader: Script::from_lua(include_str!("lua/leader.lua")),
         }
     }
@@ -552,6 +554,34 @@ impl RedisControlPlane {
                 newest: reply.get(1).and_then(int).unwrap_or(0) as u64,
             }),
             _ => Err(ControlError::Protocol(format!("recycle reply {reply:?}"))),
+        }
+    }
+
+    pub async fn warm(
+        &self,
+        pool: &ServerId,
+        token: u64,
+        min: u32,
+        reservation: &str,
+        holder: &str,
+    ) -> Result<Option<Reservation>, ControlError> {
+        let args = vec![
+            Value::from(token.to_string()),
+            Value::from(i64::from(min)),
+            Value::from(reservation),
+            Value::from(holder),
+        ];
+        let reply = self.eval_pool(&self.scripts.warm, pool, args).await?;
+        match reply.first().and_then(text).as_deref() {
+            Some("R") => Ok(Some(Reservation {
+                id: reservation.to_owned(),
+                endpoint: reply.get(2).and_then(int).unwrap_or(0) as u32,
+            })),
+            Some("N") => Ok(None),
+            Some("F") => Err(ControlError::StaleFence {
+                newest: reply.get(1).and_then(int).unwrap_or(0) as u64,
+            }),
+            _ => Err(ControlError::Protocol(format!("warm reply {reply:?}"))),
         }
     }
 

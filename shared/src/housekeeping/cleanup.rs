@@ -34,6 +34,8 @@ pub struct Cleanup {
     pub upstream: UpstreamClient,
     pub leadership: Leadership,
     pub interval: Duration,
+    /// Runs right after each cleanup pass (it refills what cleanup removed).
+    pub warmup: Option<super::warmup::WarmUp>,
 }
 
 /// Ends the upstream sessions of removed slots (best effort: an upstream that is down ends them
@@ -77,6 +79,12 @@ impl Cleanup {
             let report = self.tick().await;
             if report.pools > 0 {
                 tracing::debug!(?report, "cleanup tick");
+            }
+            if let Some(w) = &self.warmup {
+                let created = w.tick().await;
+                if created > 0 {
+                    tracing::debug!(created, "warm-up tick");
+                }
             }
         }
     }

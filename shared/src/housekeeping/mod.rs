@@ -3,9 +3,11 @@
 
 pub mod cleanup;
 pub mod leader;
+pub mod warmup;
 
 pub use cleanup::{Cleanup, CleanupReport};
 pub use leader::{Leadership, Role, Timing};
+pub use warmup::WarmUp;
 
 use crate::config::Config;
 

@@ -36,13 +36,7 @@ local function choose()
   local function reserve()
     local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
     if total >= c.max then return {'W', total, c.max} end
-    -- The endpoint with the fewest slots for its weight.
-    local best, best_load = 0, nil
-    for i, w in ipairs(weights(c)) do
-      local n = tonumber(redis.call('HGET', K_ST, 'ep:' .. (i - 1)) or '0')
-      local load = n / w
-      if best_load == nil or load < best_load then best, best_load = i - 1, load end
-    end
+        local best = pick_endpoint(c)
     bump('ep:' .. best)
     redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
     redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))

@@ -29,6 +29,7 @@ local s = {v = SLOT_VERSION, id = slot_id, st = 'ready', ep = r.ep, w = weights(
 redis.call('ZADD', K_ALL, now, slot_id)
 bump('cre')
 if r.lease ~= 1 then
+  bump('wres', -1)
   put_slot(s)
   refresh(c, s)
   redis.call('PUBLISH', CHANNEL, 'c')

@@ -197,14 +197,26 @@ local function abort_resv(id)
   redis.call('ZREM', K_RESV, id)
   redis.call('HDEL', K_RDATA, id)
   if not rd then return false end
-  local r = cmsgpack.unpack(rd)
+    local r = cmsgpack.unpack(rd)
   bump('ep:' .. r.ep, -1)
+  if r.lease ~= 1 then bump('wres', -1) end
   if r.key ~= '' and redis.call('HGET', K_BIND, r.key) == PENDING .. id then
     redis.call('HDEL', K_BIND, r.key)
     redis.call('ZREM', K_BEXP, r.key)
   end
   redis.call('PUBLISH', CHANNEL, 'a')
   return true
+end
+
+-- The endpoint with the fewest slots (and creations in flight) for its weight.
+local function pick_endpoint(c)
+  local best, best_load = 0, nil
+  for i, w in ipairs(weights(c)) do
+    local n = tonumber(redis.call('HGET', K_ST, 'ep:' .. (i - 1)) or '0')
+    local load = n / w
+    if best_load == nil or load < best_load then best, best_load = i - 1, load end
+  end
+  return best
 end
 
 -- Keeps records of removed slots for a later `reclaim` to hand out (bounded).
