@@ -20,6 +20,9 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/servers", get(admin::servers::list).post(admin::servers::create))
         .route("/api/servers/pools", get(admin::pools::list_pools))
+        .route("/api/servers/pools/health", get(admin::ops::health))
+        .route("/api/servers/{id}/pool/stats", get(admin::ops::stats))
+        .route("/api/servers/{id}/pool/sessions", get(admin::ops::sessions))
         .route("/api/servers/bulk-update", put(admin::pools::bulk_update))
         .route(
             "/api/servers/{id}",

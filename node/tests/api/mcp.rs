@@ -800,3 +800,114 @@ async fn warm_sessions_spare_clients_the_handshake() {
     }
     app.stop().await;
 }
+
+/// Stats (seed 001 fields), sessions and pool health after a scripted sequence.
+#[tokio::test]
+async fn stats_sessions_and_health_after_a_scripted_sequence() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(
+        &app,
+        "ops",
+        &up,
+        json!({"pool_isolation": "shared", "pool_max_size": 3, "pool_strategy": "least_connections"}),
+    )
+    .await;
+    let mut c = Client::new(&app, "ops", "alice");
+    c.initialize().await; // one acquisition: creates the slot, releases it
+    for i in 0..3 {
+        assert_eq!(c.call(i, "echo", json!({"text": "x"})).await.0, StatusCode::OK);
+    }
+    let (status, stats) = app
+        .admin(reqwest::Method::GET, "/api/servers/ops/pool/stats", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    for field in [
+        "pool_id",
+        "server_id",
+        "strategy",
+        "status",
+        "total_sessions",
+        "active_sessions",
+        "available_sessions",
+        "unhealthy_sessions",
+        "min_size",
+        "max_size",
+        "total_acquisitions",
+        "total_releases",
+        "total_timeouts",
+        "total_creates",
+        "total_destroys",
+    ] {
+        assert!(stats.get(field).is_some(), "seed field {field} missing: {stats}");
+    }
+    assert!(
+        stats["pool_id"].as_str().is_some_and(|p| p.starts_with("pool-")),
+        "{stats}"
+    );
+    assert_eq!(
+        (
+            stats["server_id"].clone(),
+            stats["strategy"].clone(),
+            stats["status"].clone(),
+            stats["total_sessions"].clone(),
+            stats["active_sessions"].clone(),
+            stats["available_sessions"].clone(),
+            stats["unhealthy_sessions"].clone(),
+            stats["min_size"].clone(),
+            stats["max_size"].clone(),
+        ),
+        (
+            json!("ops"),
+            json!("least_connections"),
+            json!("active"),
+            json!(1),
+            json!(0),
+            json!(1),
+            json!(0),
+            json!(0),
+            json!(3)
+        ),
+        "{stats}"
+    );
+    assert_eq!(
+        (
+            stats["total_acquisitions"].clone(),
+            stats["total_releases"].clone(),
+            stats["total_timeouts"].clone(),
+            stats["total_creates"].clone(),
+            stats["total_destroys"].clone(),
+        ),
+        (json!(4), json!(4), json!(0), json!(1), json!(0)),
+        "{stats}"
+    );
+    let (_, sessions) = app
+        .admin(reqwest::Method::GET, "/api/servers/ops/pool/sessions", None)
+        .await;
+    let list = sessions["sessions"].as_array().expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (list[0]["reuse_count"].clone(), list[0]["state"].clone()),
+        (json!(4), json!("ready"))
+    );
+    assert!(
+        !sessions.to_string().contains("session_id"),
+        "upstream session ids are not shown"
+    );
+    let (status, health) = app
+        .call(
+            reqwest::Method::GET,
+            "/api/servers/pools/health",
+            Some(&app.reader_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (health["overall_health"].clone(), health["degraded_pools"].clone()),
+        (json!("healthy"), json!(0)),
+        "{health}"
+    );
+    assert_eq!(health["pools"][0]["health_score"], 1.0);
+    app.stop().await;
+}

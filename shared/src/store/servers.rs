@@ -372,3 +372,19 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// The pool's durable id (`session_pools.id`, e.g. `pool-…`) and status.
+    pub async fn pool_row(&self, server: &ServerId) -> Result<Option<(String, String)>, StoreError> {
+        with_db!(self, |pool, _d| {
+            let row = sqlx::query("SELECT id, status FROM session_pools WHERE server_id = $1")
+                .bind(server.as_str())
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(r) => Ok(Some((r.try_get("id")?, r.try_get("status")?))),
+                None => Ok(None),
+            }
+        })
+    }
+}

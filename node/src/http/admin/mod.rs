@@ -1,6 +1,7 @@
 //! The admin REST API (seed paths): servers, pool configuration, bulk updates, the audit log.
 
 pub mod audit;
+pub mod ops;
 pub mod pools;
 pub mod servers;
 

@@ -1,0 +1,151 @@
+//! Pool operations (seed 001 paths): `GET /api/servers/{id}/pool/stats`, `GET .../pool/sessions`
+//! and `GET /api/servers/pools/health`. Figures are fleet-wide: they come from the control plane.
+//!
+//! Health score of a pool, in [0, 1]: `(1 − unhealthy / slots) × (1 − min(1, timeouts /
+//! max(1, acquisitions)))` — 1.0 with no slots and no timeouts. A pool is degraded below 0.8;
+//! `overall_health` is `healthy` with no degraded pool, `unhealthy` when a pool is below 0.5 or
+//! the control plane is unreachable, else `degraded`.
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use poolgate_shared::control::{ControlError, PoolStats};
+use poolgate_shared::domain::server::Server;
+
+use super::{server_not_found, ServerIdPath};
+use crate::http::auth::Reader;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+pub const DEGRADED_BELOW: f64 = 0.8;
+pub const UNHEALTHY_BELOW: f64 = 0.5;
+
+fn control_unavailable(e: ControlError) -> ApiError {
+    ApiError::unavailable("control plane", e)
+}
+
+pub fn health_score(s: &PoolStats) -> f64 {
+    let healthy = if s.slots == 0 {
+        1.0
+    } else {
+        1.0 - s.unhealthy as f64 / s.slots as f64
+    };
+    let timeouts = (s.timeouts as f64 / (s.acquisitions.max(1)) as f64).min(1.0);
+    (healthy * (1.0 - timeouts)).clamp(0.0, 1.0)
+}
+
+async fn stats_of(state: &AppState, server: &Server) -> Result<Value, ApiError> {
+    let s = state.control.stats(&server.id).await.map_err(control_unavailable)?;
+    let (pool_id, status) = state.store.pool_row(&server.id).await?.unwrap_or_default();
+    let active = s.slots.saturating_sub(s.available + s.unhealthy);
+    Ok(json!({
+        "pool_id": pool_id,
+        "server_id": server.id,
+        "strategy": server.pool.pool_strategy,
+        "status": status,
+        "total_sessions": s.slots,
+        "active_sessions": active,
+        "available_sessions": s.available,
+        "unhealthy_sessions": s.unhealthy,
+        "min_size": server.pool.pool_min_size,
+        "max_size": server.pool.pool_max_size,
+        "total_acquisitions": s.acquisitions,
+        "total_releases": s.releases,
+        "total_timeouts": s.timeouts,
+        "total_creates": s.creates,
+        "total_destroys": s.destroys,
+        // poolgate's own
+        "isolation": server.pool.pool_isolation,
+        "reservations": s.reservations,
+        "leases": s.leases,
+        "bindings": s.bindings,
+        "draining_sessions": s.draining,
+        "rebinds": s.rebinds,
+        "errors": s.errors,
+        "expired_leases": s.expired,
+        "health_score": health_score(&s),
+    }))
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    Reader(_): Reader,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<Json<Value>, ApiError> {
+    let server = state
+        .store
+        .get_server(&id)
+        .await?
+        .ok_or_else(|| server_not_found(&id))?;
+    Ok(Json(stats_of(&state, &server).await?))
+}
+
+pub async fn sessions(
+    State(state): State<AppState>,
+    Reader(_): Reader,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<Json<Value>, ApiError> {
+    let server = state
+        .store
+        .get_server(&id)
+        .await?
+        .ok_or_else(|| server_not_found(&id))?;
+    let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
+    // The upstream session id is not shown: with the server's credentials it would address the
+    // session directly.
+    let list: Vec<Value> = slots
+        .iter()
+        .map(|s| {
+            json!({
+                "slot_id": s.id,
+                "state": s.state,
+                "endpoint": s.meta.endpoint,
+                "protocol_version": s.meta.protocol_version,
+                "active_leases": s.leases,
+                "bindings": s.bindings,
+                "reuse_count": s.reuse_count,
+                "created_at_ms": s.created_ms,
+                "last_used_ms": s.last_used_ms,
+                "latency_ewma_ms": s.latency_ewma_ms,
+                "error_rate": s.error_rate,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"server_id": server.id, "sessions": list})))
+}
+
+pub async fn health(State(state): State<AppState>, Reader(_): Reader) -> Result<Json<Value>, ApiError> {
+    let servers = state.store.list_servers().await?;
+    let mut pools = Vec::new();
+    let mut degraded = 0;
+    let mut worst = 1.0f64;
+    let mut reachable = true;
+    for server in servers.iter().filter(|s| s.pool.pool_enabled) {
+        match state.control.stats(&server.id).await {
+            Ok(s) => {
+                let score = health_score(&s);
+                if score < DEGRADED_BELOW {
+                    degraded += 1;
+                }
+                worst = worst.min(score);
+                pools.push(json!({"server_id": server.id, "health_score": score,
+                    "total_sessions": s.slots, "unhealthy_sessions": s.unhealthy}));
+            }
+            Err(e) => {
+                reachable = false;
+                tracing::warn!(server_id = %server.id, error = %e, "pool health: stats unavailable");
+            }
+        }
+    }
+    let overall = if !reachable || worst < UNHEALTHY_BELOW {
+        "unhealthy"
+    } else if degraded > 0 {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    Ok(Json(
+        json!({"overall_health": overall, "degraded_pools": degraded, "pools": pools}),
+    ))
+}
