@@ -66,6 +66,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
             leadership: leadership.clone(),
             enabled: config.pooling.enabled,
         }),
+        snapshots: Some(housekeeping::Snapshots::new(
+            Pools::new(control.clone(), store.clone()),
+            leadership.clone(),
+            config.pooling.manager.cleanup_interval,
+            config.pooling.manager.metrics_retention_days,
+        )),
     };
     tracing::info!(%holder, "coordinator started; campaigning for leadership");
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -126,6 +126,12 @@ impl Node {
                     leadership: leadership.clone(),
                     enabled: state.config.pooling.enabled,
                 }),
+                snapshots: Some(poolgate_shared::housekeeping::Snapshots::new(
+                    state.pools.clone(),
+                    leadership.clone(),
+                    state.config.pooling.manager.cleanup_interval,
+                    state.config.pooling.manager.metrics_retention_days,
+                )),
             };
             (
                 tokio::spawn(leadership.run(std::future::pending::<()>())),

@@ -175,6 +175,7 @@ async fn a_paused_leaders_fenced_writes_are_refused() {
         leadership: old.clone(),
         interval: Duration::from_secs(60),
         warmup: None,
+        snapshots: None,
     };
     assert_eq!(cleanup.tick().await.pools, 0, "a deposed leader does not act");
     // Even if it still believed it led, the fenced recycle inside the tick would depose it.
@@ -220,6 +221,7 @@ async fn cleanup_reclaims_and_recycles(plane: ControlPlane) {
         leadership: leadership.clone(),
         interval: Duration::from_secs(60),
         warmup: None,
+        snapshots: None,
     };
     // Past the lease TTL (1 s) and the recycle age (1 s).
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -299,4 +301,102 @@ async fn warm_on_redis() {
 #[tokio::test]
 async fn warm_on_the_embedded_plane() {
     warm_respects_min_max_and_fence(ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()))).await;
+}
+
+/// Snapshots land in the database as deltas of the fleet-wide counters (the first pass records
+/// the baseline); retention deletes rows older than the retention and only those.
+async fn snapshots_and_retention(store: Store) {
+    let plane = ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()));
+    let srv = server("snap", 3600);
+    store.create_server(&srv, "test").await.expect("server");
+    let pools = Pools::new(plane.clone(), store.clone());
+    pools.sync_from_store(&srv.id).await.expect("sync");
+    let leadership = Leadership::new(plane.clone(), "leader", TIMING);
+    leadership.tick().await.expect("leads");
+    let snaps = poolgate_shared::housekeeping::Snapshots::new(pools, leadership, Duration::from_secs(60), 7);
+    assert_eq!(
+        snaps.tick().await.written,
+        0,
+        "the first pass only records the baseline"
+    );
+    for i in 0..3 {
+        let req = AcquireRequest::new("n", None);
+        let lease = match plane.try_acquire(&srv.id, &req).await.expect("attempt") {
+            Attempt::Create(r) => match plane
+                .commit(&srv.id, &r.id, &format!("s{i}"), &SlotMeta::default())
+                .await
+            {
+                Ok(Committed::Leased(l)) => l.id,
+                other => panic!("{other:?}"),
+            },
+            Attempt::Leased(l) => l.id,
+            other => panic!("{other:?}"),
+        };
+        plane
+            .release(&srv.id, &lease, Default::default())
+            .await
+            .expect("release");
+    }
+    // An old row, past the 7-day retention.
+    let mut old = poolgate_shared::store::StrategySnapshot {
+        pool_id: None,
+        server_id: "snap".into(),
+        strategy: "round_robin".into(),
+        recorded_at: poolgate_shared::domain::now() - chrono::Duration::days(10),
+        window_seconds: 60,
+        acquisitions: 99,
+        timeouts: 0,
+        errors: 0,
+        rebinds: 0,
+        wait_p50_ms: None,
+        wait_p95_ms: None,
+        wait_p99_ms: None,
+        utilization: None,
+        utilization_skew: None,
+        reuse_rate: None,
+    };
+    store.insert_snapshot(&old).await.expect("old row");
+    old.recorded_at = poolgate_shared::domain::now() - chrono::Duration::days(6);
+    old.acquisitions = 98;
+    store.insert_snapshot(&old).await.expect("recent row");
+    let report = snaps.tick().await;
+    assert_eq!((report.written, report.deleted), (1, 1), "{report:?}");
+    let rows = store.list_snapshots("snap", 10).await.expect("rows");
+    assert_eq!(rows.len(), 2, "the 6-day-old row stays: {rows:?}");
+    let newest = &rows[0];
+    assert_eq!(
+        (newest.acquisitions, newest.timeouts, newest.strategy.as_str()),
+        (3, 0, "least_connections")
+    );
+    assert!(newest.pool_id.as_deref().is_some_and(|p| p.starts_with("pool-")));
+    assert_eq!(newest.reuse_rate, Some(3.0), "three releases over one created slot");
+    assert_eq!(rows[1].acquisitions, 98);
+}
+
+#[tokio::test]
+async fn snapshots_on_sqlite() {
+    let (store, dir) = sqlite_store().await;
+    snapshots_and_retention(store).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn snapshots_on_postgres() {
+    use sqlx::Connection as _;
+    let admin = std::env::var("POOLGATE_TEST_PG_URL").expect("POOLGATE_TEST_PG_URL: run scripts/test.sh");
+    let name = format!("pghk_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("pg");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create");
+    let mut url = url::Url::parse(&admin).expect("url");
+    url.set_path(&name);
+    let store = Store::connect(url.as_str(), &DatabaseKind::Postgres).expect("store");
+    store.migrate_up().await.expect("migrate");
+    snapshots_and_retention(store.clone()).await;
+    store.close().await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await;
 }

@@ -36,6 +36,8 @@ pub struct Cleanup {
     pub interval: Duration,
     /// Runs right after each cleanup pass (it refills what cleanup removed).
     pub warmup: Option<super::warmup::WarmUp>,
+    /// Metrics snapshots and retention, after warm-up.
+    pub snapshots: Option<super::snapshot::Snapshots>,
 }
 
 /// Ends the upstream sessions of removed slots (best effort: an upstream that is down ends them
@@ -84,6 +86,12 @@ impl Cleanup {
                 let created = w.tick().await;
                 if created > 0 {
                     tracing::debug!(created, "warm-up tick");
+                }
+            }
+            if let Some(s) = &self.snapshots {
+                let r = s.tick().await;
+                if r.written + r.deleted > 0 {
+                    tracing::debug!(?r, "snapshot tick");
                 }
             }
         }

@@ -3,10 +3,12 @@
 
 pub mod cleanup;
 pub mod leader;
+pub mod snapshot;
 pub mod warmup;
 
 pub use cleanup::{Cleanup, CleanupReport};
 pub use leader::{Leadership, Role, Timing};
+pub use snapshot::{SnapshotReport, Snapshots};
 pub use warmup::WarmUp;
 
 use crate::config::Config;

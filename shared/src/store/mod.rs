@@ -10,6 +10,7 @@
 //! pool, not per request.
 
 mod audit;
+mod metrics;
 mod migrations;
 mod servers;
 mod settings;
@@ -21,6 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use audit::AuditEntry;
+pub use metrics::StrategySnapshot;
 pub use migrations::{MigrationState, MigrationStatus};
 pub use servers::{BulkError, UpdateError};
 pub use settings::GENERATED_JWT_SECRET;
