@@ -1,7 +1,10 @@
 //! HTTP-level tests of the node: one test binary (one link) with a module per area. Each test
 //! starts its own node on port 0 against its own database, on PostgreSQL and on SQLite.
 
+// Shared by the area modules.
 mod helpers;
+mod mcp_client;
+mod peers;
 
 mod audit;
 mod auth;

@@ -1,5 +1,5 @@
 //! The MCP data plane end to end, driven by Rust: a real node (or two sharing Redis), the
-//! project's test upstream, and a minimal Streamable HTTP client.
+//! project's test upstream, and a minimal Streamable HTTP client (mcp_client.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,133 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{redis_url, Backend, TestApp, TestDb, TEST_SECRET};
-
-/// A minimal session-era MCP client over reqwest.
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    user: String,
-    session: Option<String>,
-}
-
-impl Client {
-    fn new(app: &TestApp, server: &str, user: &str) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            url: app.url(&format!("/servers/{server}/mcp")),
-            token: app.token(user, &["reader"], &[], 600),
-            user: user.to_owned(),
-            session: None,
-        }
-    }
-
-    /// Same session, sent to another node.
-    fn via(&self, app: &TestApp, server: &str) -> Client {
-        Client {
-            http: self.http.clone(),
-            url: app.url(&format!("/servers/{server}/mcp")),
-            token: app.token(&self.user, &["reader"], &[], 600),
-            user: self.user.clone(),
-            session: self.session.clone(),
-        }
-    }
-
-    async fn post(&self, body: Value) -> (StatusCode, Value, Option<String>) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(s) = &self.session {
-            req = req.header("mcp-session-id", s);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        let text = resp.text().await.expect("body");
-        let value = if is_sse {
-            // The last data line is the answer.
-            let answers: Vec<Value> = text
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .filter_map(|d| serde_json::from_str(d).ok())
-                .collect();
-            json!(answers)
-        } else if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"))
-        };
-        (status, value, sid)
-    }
-
-    async fn initialize(&mut self) -> Value {
-        self.session = None;
-        let (status, body, sid) = self
-            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        self.session = Some(sid.unwrap_or_else(|| panic!("the gateway issues a session id: {body}")));
-        let (status, _, _) = self
-            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        body
-    }
-
-    async fn call(&self, id: i64, tool: &str, args: Value) -> (StatusCode, Value) {
-        let (status, body, _) =
-            self.post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}})).await;
-        (status, body)
-    }
-
-    /// Calls the counter; returns (count, upstream session) and asserts the id came back.
-    async fn count(&self, id: i64) -> (u64, String) {
-        let (status, body) = self.call(id, "counter", json!({})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["id"], id, "{body}");
-        let sc = &body["result"]["structuredContent"];
-        (
-            sc["count"].as_u64().expect("count"),
-            sc["session"].as_str().expect("session").to_owned(),
-        )
-    }
-
-    async fn delete(&self) -> StatusCode {
-        let mut req = self.http.delete(&self.url).bearer_auth(&self.token);
-        if let Some(s) = &self.session {
-            req = req.header("mcp-session-id", s);
-        }
-        req.send().await.expect("sent").status()
-    }
-}
-
-async fn upstream(config: UpstreamConfig) -> Upstream {
-    Upstream::start(([127, 0, 0, 1], 0).into(), config)
-        .await
-        .expect("test upstream starts")
-}
-
-/// Registers `id` against `upstream` with pooling on and the given pool fields.
-async fn register(app: &TestApp, id: &str, upstream: &Upstream, pool: Value) {
-    let mut extra = json!({"endpoints": [{"url": upstream.url()}], "pool_enabled": true, "pool_min_size": 0});
-    for (k, v) in pool.as_object().expect("object") {
-        extra[k] = v.clone();
-    }
-    app.create_server(id, extra).await;
-}
+use crate::mcp_client::{register, stateless_upstream, two_nodes, unique_prefix, upstream, Client};
 
 /// Session isolation: each client session has an upstream session of its own for its whole life;
 /// DELETE closes it upstream and the id is dead afterwards.
@@ -143,7 +17,7 @@ async fn register(app: &TestApp, id: &str, upstream: &Upstream, pool: Value) {
 async fn session_isolation_end_to_end() {
     let up = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "iso", &up, json!({"pool_max_size": 4})).await;
+    register(&app, "iso", &up.url(), json!({"pool_max_size": 4})).await;
     let mut a = Client::new(&app, "iso", "alice");
     let mut b = Client::new(&app, "iso", "alice");
     let init = a.initialize().await;
@@ -187,7 +61,7 @@ async fn session_isolation_end_to_end() {
 async fn progress_streams_before_the_answer() {
     let up = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "prog", &up, json!({})).await;
+    register(&app, "prog", &up.url(), json!({})).await;
     let mut a = Client::new(&app, "prog", "alice");
     a.initialize().await;
     let (status, events, _) = a
@@ -218,7 +92,7 @@ async fn progress_streams_before_the_answer() {
 async fn foreign_tampered_and_truncated_ids_are_404() {
     let up = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "sec", &up, json!({})).await;
+    register(&app, "sec", &up.url(), json!({})).await;
     let mut alice = Client::new(&app, "sec", "alice");
     alice.initialize().await;
     let sid = alice.session.clone().expect("session");
@@ -252,28 +126,13 @@ async fn foreign_tampered_and_truncated_ids_are_404() {
     app.stop().await;
 }
 
-async fn two_nodes(prefix: &str, extra: &[(&str, &str)]) -> (TestApp, TestApp) {
-    let db = TestDb::new(Backend::Postgres).await;
-    let shared = TestDb::new_shared(&db.url);
-    let redis = redis_url();
-    let mut set = vec![("REDIS_URL", redis.as_str()), ("REDIS_POOL_PREFIX", prefix)];
-    set.extend_from_slice(extra);
-    let a = TestApp::spawn_on(db, &set, &[]).await.wait_ready().await;
-    let b = TestApp::spawn_on(shared, &set, &[]).await.wait_ready().await;
-    (a, b)
-}
-
-fn unique_prefix() -> String {
-    format!("pgt:{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
 /// Two nodes sharing one Redis: a client initializes on A, calls through B and A alternately and
 /// deletes through B — one upstream session throughout, closed upstream at the end, never reused.
 #[tokio::test]
 async fn two_nodes_route_one_session() {
     let up = upstream(UpstreamConfig::default()).await;
     let (a, b) = two_nodes(&unique_prefix(), &[]).await;
-    register(&a, "fleet", &up, json!({"pool_max_size": 3})).await;
+    register(&a, "fleet", &up.url(), json!({"pool_max_size": 3})).await;
     let mut on_a = Client::new(&a, "fleet", "alice");
     on_a.initialize().await;
     let on_b = on_a.via(&b, "fleet");
@@ -313,7 +172,7 @@ async fn two_nodes_route_one_session() {
 async fn fifty_sessions_never_share_upstream_state() {
     let up = upstream(UpstreamConfig::default()).await;
     let (a, b) = two_nodes(&unique_prefix(), &[]).await;
-    register(&a, "busy", &up, json!({"pool_max_size": 10, "pool_timeout": 30})).await;
+    register(&a, "busy", &up.url(), json!({"pool_max_size": 10, "pool_timeout": 30})).await;
     let (a, b) = (Arc::new(a), Arc::new(b));
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -366,7 +225,7 @@ async fn sessions_survive_restart_and_key_rotation() {
     let up = upstream(UpstreamConfig::default()).await;
     let prefix = unique_prefix();
     let (a, b) = two_nodes(&prefix, &[]).await;
-    register(&a, "keep", &up, json!({})).await;
+    register(&a, "keep", &up.url(), json!({})).await;
     let mut c = Client::new(&a, "keep", "alice");
     c.initialize().await;
     assert_eq!(c.count(1).await.0, 1);
@@ -390,7 +249,7 @@ async fn sessions_survive_restart_and_key_rotation() {
     .await
     .wait_ready()
     .await;
-    register(&rotated, "keep", &up, json!({})).await;
+    register(&rotated, "keep", &up.url(), json!({})).await;
     let moved = c.via(&rotated, "keep");
     assert_eq!(
         moved.count(2).await.0,
@@ -409,7 +268,7 @@ async fn exhaustion_waits_then_times_out() {
     register(
         &app,
         "tight",
-        &up,
+        &up.url(),
         json!({"pool_isolation": "shared", "pool_max_size": 2, "pool_timeout": 5}),
     )
     .await;
@@ -462,7 +321,7 @@ async fn request_ids_never_cross() {
     register(
         &app,
         "ids",
-        &up,
+        &up.url(),
         json!({"pool_isolation": "shared", "pool_max_size": 1, "pool_session_capacity": 2}),
     )
     .await;
@@ -505,11 +364,11 @@ async fn upstream_down_and_restarted() {
     let up = upstream(UpstreamConfig::default()).await;
     let addr = up.addr;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "bound", &up, json!({})).await;
+    register(&app, "bound", &up.url(), json!({})).await;
     register(
         &app,
         "shared",
-        &up,
+        &up.url(),
         json!({"pool_isolation": "shared", "pool_pre_ping": false}),
     )
     .await;
@@ -562,13 +421,9 @@ async fn upstream_down_and_restarted() {
 /// are concurrency slots — no client session holds one, so more sessions than slots work.
 #[tokio::test]
 async fn session_era_clients_over_a_sessionless_upstream() {
-    let up = upstream(UpstreamConfig {
-        stateless: true,
-        ..Default::default()
-    })
-    .await;
+    let up = stateless_upstream().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "modern", &up, json!({"pool_max_size": 2})).await;
+    register(&app, "modern", &up.url(), json!({"pool_max_size": 2})).await;
     let mut a = Client::new(&app, "modern", "alice");
     let init = a.initialize().await;
     assert_eq!(init["result"]["serverInfo"]["name"], "poolgate-test-upstream");
@@ -650,16 +505,18 @@ async fn modern(
 #[tokio::test]
 async fn compatibility_matrix() {
     let session_era = upstream(UpstreamConfig::default()).await;
-    let sessionless = upstream(UpstreamConfig {
-        stateless: true,
-        ..Default::default()
-    })
-    .await;
+    let sessionless = stateless_upstream().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
     for (up, era) in [(&session_era, "s"), (&sessionless, "m")] {
         for isolation in ["session", "shared"] {
             let id = format!("{era}-{isolation}");
-            register(&app, &id, up, json!({"pool_isolation": isolation, "pool_max_size": 4})).await;
+            register(
+                &app,
+                &id,
+                &up.url(),
+                json!({"pool_isolation": isolation, "pool_max_size": 4}),
+            )
+            .await;
             // A 2026-07-28 client.
             let (status, discover) = modern(&app, &id, "alice", 1, "server/discover", json!({})).await;
             assert_eq!(status, StatusCode::OK, "{id}: {discover}");
@@ -770,7 +627,7 @@ async fn warm_sessions_spare_clients_the_handshake() {
     })
     .await;
     let app = TestApp::spawn_with(Backend::Sqlite, &[("POOL_MANAGER_CLEANUP_INTERVAL", "1")], &[]).await;
-    register(&app, "warm", &up, json!({"pool_min_size": 2, "pool_max_size": 5})).await;
+    register(&app, "warm", &up.url(), json!({"pool_min_size": 2, "pool_max_size": 5})).await;
     let inits = || up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while inits() < 2 {
@@ -809,7 +666,7 @@ async fn stats_sessions_and_health_after_a_scripted_sequence() {
     register(
         &app,
         "ops",
-        &up,
+        &up.url(),
         json!({"pool_isolation": "shared", "pool_max_size": 3, "pool_strategy": "least_connections"}),
     )
     .await;

@@ -13,22 +13,23 @@
 //! - Malformed 2026 requests (raw reqwest) are refused with the revision's errors before anything
 //!   reaches an upstream.
 //!
-//! The SDKs come from `scripts/test.sh` (scripts/lib/peers.sh installs them into `.cache/peers/`
-//! and exports `POOLGATE_TEST_PY2`, `POOLGATE_TEST_PY`, `POOLGATE_TEST_NPM_DIR`). Subprocesses get
+//! The SDKs and their subprocesses come from peers.rs (installed by `scripts/test.sh`); they get
 //! PATH (and what they need) only, and are killed when the test ends.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use poolgate_loadtests::upstream::{Upstream, UpstreamConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{redis_url, Backend, TestApp, TestDb};
+use crate::helpers::{Backend, TestApp};
+use crate::mcp_client::{header, stateless_upstream, two_nodes, unique_prefix, upstream};
+use crate::peers::{
+    assert_session_basics, call_texts, read_log, register_pooled, run_client, start_python_server, tool_names,
+    venv2_python, ChildGuard, Sdk, TempDir,
+};
 
 /// The sessionless revision.
 const V2026: &str = "2026-07-28";
@@ -39,198 +40,15 @@ const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 const HEADER_MISMATCH: i64 = -32020;
 const UNSUPPORTED_VERSION: i64 = -32022;
 const INVALID_PARAMS: i64 = -32602;
-/// Session-era protocol versions.
-const SESSION_VERSIONS: [&str; 3] = ["2025-03-26", "2025-06-18", "2025-11-25"];
-
-/// Longest a client script may run.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest a subprocess server may take to listen.
-const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
-// environment
+// SDK clients and servers
 // ---------------------------------------------------------------------------
-
-fn env_path(var: &str, what: &str) -> PathBuf {
-    let value = std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: run the tests with scripts/test.sh \
-             (scripts/lib/peers.sh installs {what} into .cache/peers and exports it)"
-        )
-    });
-    PathBuf::from(value)
-}
-
-/// The Python venv with the `mcp` 2.x SDK.
-fn venv2_python() -> PathBuf {
-    env_path("POOLGATE_TEST_PY2", "the Python SDK 2.x venv")
-}
-
-/// The Python venv with the `mcp` 1.x SDK.
-fn venv_python() -> PathBuf {
-    env_path("POOLGATE_TEST_PY", "the Python SDK 1.x venv")
-}
-
-/// The `npm install --prefix` folder holding the TypeScript SDK.
-fn npm_dir() -> PathBuf {
-    env_path("POOLGATE_TEST_NPM_DIR", "the TypeScript SDK")
-}
-
-/// A file of node/tests/sdk/.
-fn sdk_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("sdk")
-        .join(name)
-}
-
-/// PATH only: subprocesses get no other variable of ours.
-fn path_env() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())
-}
-
-/// A private folder for one test's logs, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("poolgate-modern-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-// ---------------------------------------------------------------------------
-// subprocesses
-// ---------------------------------------------------------------------------
-
-/// Owns a child process; kills and reaps it when dropped (test end, panic included).
-struct ChildGuard {
-    name: String,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl ChildGuard {
-    fn spawn(name: &str, mut cmd: Command, dir: &TempDir) -> ChildGuard {
-        let stdout = dir.file(&format!("{name}.stdout"));
-        let stderr = dir.file(&format!("{name}.stderr"));
-        cmd.stdin(Stdio::null())
-            .stdout(File::create(&stdout).expect("create stdout file"))
-            .stderr(File::create(&stderr).expect("create stderr file"));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        ChildGuard {
-            name: name.to_owned(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "--- {name} stdout (tail) ---\n{}\n--- {name} stderr (tail) ---\n{}",
-            tail(&read_log(&self.stdout), 40),
-            tail(&read_log(&self.stderr), 40),
-            name = self.name,
-        )
-    }
-
-    /// Waits (without blocking the runtime) for the process to exit; kills it after `timeout`.
-    async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("{} did not finish within {timeout:?}\n{}", self.name, self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits until something accepts connections on `addr`, failing early if the process exits.
-    async fn wait_listening(&mut self, addr: SocketAddr) {
-        let deadline = Instant::now() + SERVER_START_TIMEOUT;
-        loop {
-            if let Some(status) = self.exited() {
-                panic!(
-                    "{} exited ({status}) before listening on {addr}\n{}",
-                    self.name,
-                    self.logs()
-                );
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on {addr} within {SERVER_START_TIMEOUT:?}\n{}",
-                self.name,
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback address with a port that was free a moment ago.
-fn free_loopback_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr")
-}
 
 /// node/tests/sdk/server26.py (mcp 2.x `MCPServer`, refusing everything but 2026-07-28) on a free
 /// loopback port.
 async fn start_server26(dir: &TempDir) -> (ChildGuard, SocketAddr) {
-    let addr = free_loopback_addr();
-    let mut cmd = Command::new(venv2_python());
-    cmd.arg(sdk_file("server26.py"))
-        .arg(addr.port().to_string())
-        .arg("--only-2026")
-        .env_clear()
-        .env("PATH", path_env());
-    let mut server = ChildGuard::spawn("server26", cmd, dir);
-    server.wait_listening(addr).await;
-    (server, addr)
+    start_python_server("server26", venv2_python(), "server26.py", &["--only-2026"], dir).await
 }
 
 /// The `REQ ...` lines server26.py logged (one per HTTP request it got).
@@ -240,67 +58,6 @@ fn server26_requests(server: &ChildGuard) -> Vec<String> {
         .filter(|l| l.starts_with("REQ "))
         .map(str::to_owned)
         .collect()
-}
-
-// ---------------------------------------------------------------------------
-// SDK clients
-// ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Sdk {
-    /// node/tests/sdk/py2_client.py (mcp 2.x; the plan's `mode` picks the era).
-    Python2,
-    /// node/tests/sdk/py_client.py (mcp 1.x, session era).
-    Python1,
-    /// node/tests/sdk/ts_client.mjs (TypeScript SDK, session era).
-    TypeScript,
-}
-
-/// Runs one client script against `url` with `plan`; returns the JSON it printed, panicking with
-/// the whole report and the script's logs unless it succeeded.
-async fn run_client(sdk: Sdk, url: &str, token: &str, plan: &Value, dir: &TempDir) -> Value {
-    let mut cmd = match sdk {
-        Sdk::Python2 => {
-            let mut c = Command::new(venv2_python());
-            c.arg(sdk_file("py2_client.py")).env_clear();
-            c
-        }
-        Sdk::Python1 => {
-            let mut c = Command::new(venv_python());
-            c.arg(sdk_file("py_client.py")).env_clear();
-            c
-        }
-        Sdk::TypeScript => {
-            let mut c = Command::new("node");
-            c.arg(sdk_file("ts_client.mjs"))
-                .env_clear()
-                .env("POOLGATE_TEST_NPM_DIR", npm_dir());
-            c
-        }
-    };
-    cmd.arg(url)
-        .arg(plan.to_string())
-        .env("PATH", path_env())
-        .env("POOLGATE_MCP_TOKEN", token);
-    let name = format!("{sdk:?}-client-{}", uuid::Uuid::new_v4().simple());
-    let mut child = ChildGuard::spawn(&name, cmd, dir);
-    let status = child.wait(CLIENT_TIMEOUT).await;
-    let stdout = read_log(&child.stdout);
-    let report: Option<Value> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
-    eprintln!(
-        "{sdk:?} client report: {}",
-        report.as_ref().map(Value::to_string).unwrap_or_default()
-    );
-    match report {
-        Some(out) if status.success() && out["error"].is_null() => out,
-        Some(out) => panic!(
-            "{sdk:?} SDK client failed ({status}): {}\nfull report: {}\n{}",
-            out["error"].as_str().unwrap_or("(no error text)"),
-            serde_json::to_string_pretty(&out).unwrap_or_default(),
-            child.logs()
-        ),
-        None => panic!("{sdk:?} SDK client printed no JSON report ({status})\n{}", child.logs()),
-    }
 }
 
 /// A py2_client.py plan: `mode`, then `calls`.
@@ -313,19 +70,6 @@ fn counters(n: usize) -> Value {
     json!((0..n)
         .map(|_| json!({"name": "counter", "arguments": {}}))
         .collect::<Vec<_>>())
-}
-
-/// The text results of the report's `calls`, in order.
-fn call_texts(out: &Value) -> Vec<String> {
-    out["calls"]
-        .as_array()
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The counts of the report's `counter` calls (from their text).
@@ -354,13 +98,6 @@ fn counter_sessions(out: &Value) -> Vec<String> {
                 .to_owned()
         })
         .collect()
-}
-
-fn tool_names(out: &Value) -> Vec<String> {
-    out["tools"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
 }
 
 /// What every py2_client.py run that spoke 2026-07-28 with the gateway shows: the negotiated
@@ -399,78 +136,6 @@ fn assert_modern_run(out: &Value, expected_tools: &[&str]) {
     }
 }
 
-/// What every session-era SDK run (py_client.py, ts_client.mjs) shows: a gateway session id, a
-/// session-era version, the expected tools, no failed call, no server error.
-fn assert_session_run(out: &Value, expected_tools: &[&str]) {
-    let sid = out["sessionId"].as_str().unwrap_or_default();
-    assert!(!sid.is_empty(), "no Mcp-Session-Id from the gateway: {out}");
-    let version = out["protocolVersion"].as_str().unwrap_or_default();
-    assert!(
-        SESSION_VERSIONS.contains(&version),
-        "unexpected protocol version {version:?}: {out}"
-    );
-    let tools = tool_names(out);
-    for t in expected_tools {
-        assert!(tools.iter().any(|n| n == t), "tools/list lacks {t}: {tools:?}");
-    }
-    for call in out["calls"].as_array().into_iter().flatten() {
-        assert_eq!(call["isError"], json!(false), "tool call failed: {call}");
-    }
-    for h in out["http"].as_array().into_iter().flatten() {
-        let status = h["status"].as_u64().unwrap_or(0);
-        assert!((200..500).contains(&status), "HTTP exchange failed: {h} in {out}");
-    }
-}
-
-// ---------------------------------------------------------------------------
-// nodes and upstreams
-// ---------------------------------------------------------------------------
-
-async fn upstream(config: UpstreamConfig) -> Upstream {
-    Upstream::start(([127, 0, 0, 1], 0).into(), config)
-        .await
-        .expect("test upstream starts")
-}
-
-/// A sessionless (2026-07-28 only) test upstream.
-async fn stateless_upstream() -> Upstream {
-    upstream(UpstreamConfig {
-        stateless: true,
-        ..Default::default()
-    })
-    .await
-}
-
-/// Registers a pooled server `id` (session isolation unless `pool` says otherwise) in front of
-/// `url`.
-async fn register(app: &TestApp, id: &str, url: &str, pool: Value) {
-    let mut extra = json!({
-        "endpoints": [{"url": url}],
-        "pool_enabled": true,
-        "pool_min_size": 0,
-        "pool_max_size": 10,
-    });
-    for (k, v) in pool.as_object().expect("object") {
-        extra[k] = v.clone();
-    }
-    app.create_server(id, extra).await;
-}
-
-/// Two nodes on one PostgreSQL database sharing one Redis (as in mcp.rs).
-async fn two_nodes(prefix: &str) -> (TestApp, TestApp) {
-    let db = TestDb::new(Backend::Postgres).await;
-    let shared = TestDb::new_shared(&db.url);
-    let redis = redis_url();
-    let set = [("REDIS_URL", redis.as_str()), ("REDIS_POOL_PREFIX", prefix)];
-    let a = TestApp::spawn_on(db, &set, &[]).await.wait_ready().await;
-    let b = TestApp::spawn_on(shared, &set, &[]).await.wait_ready().await;
-    (a, b)
-}
-
-fn unique_prefix() -> String {
-    format!("pgt:{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
 // ---------------------------------------------------------------------------
 // a. 2026 client -> gateway -> session-era upstream
 // ---------------------------------------------------------------------------
@@ -483,7 +148,7 @@ fn unique_prefix() -> String {
 async fn py2_client_speaks_2026_to_the_gateway_over_a_session_era_upstream() {
     let up = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "era25", &up.url(), json!({})).await;
+    register_pooled(&app, "era25", &up.url(), json!({})).await;
     let url = app.url("/servers/era25/mcp");
     let dir = TempDir::new();
 
@@ -541,7 +206,7 @@ async fn py2_client_speaks_2026_to_the_gateway_over_a_session_era_upstream() {
 async fn py2_client_through_the_gateway_to_a_stateless_test_upstream() {
     let up = stateless_upstream().await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "era26", &up.url(), json!({})).await;
+    register_pooled(&app, "era26", &up.url(), json!({})).await;
     let url = app.url("/servers/era26/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
     let dir = TempDir::new();
@@ -579,7 +244,7 @@ async fn py2_client_through_the_gateway_to_an_mcp2_server() {
     let dir = TempDir::new();
     let (server, addr) = start_server26(&dir).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "mcp2", &format!("http://{addr}/mcp"), json!({})).await;
+    register_pooled(&app, "mcp2", &format!("http://{addr}/mcp"), json!({})).await;
     let url = app.url("/servers/mcp2/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
 
@@ -636,7 +301,7 @@ async fn py2_client_through_the_gateway_to_an_mcp2_server() {
 async fn users_of_2026_clients_never_share_upstream_state() {
     let up = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "iso26", &up.url(), json!({"pool_max_size": 4})).await;
+    register_pooled(&app, "iso26", &up.url(), json!({"pool_max_size": 4})).await;
     let url = app.url("/servers/iso26/mcp");
     let alice = app.token("alice", &["reader"], &[], 600);
     let bob = app.token("bob", &["reader"], &[], 600);
@@ -677,8 +342,8 @@ async fn users_of_2026_clients_never_share_upstream_state() {
 #[tokio::test]
 async fn a_users_2026_calls_continue_one_counter_across_nodes() {
     let up = upstream(UpstreamConfig::default()).await;
-    let (a, b) = two_nodes(&unique_prefix()).await;
-    register(&a, "fleet26", &up.url(), json!({"pool_max_size": 4})).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
+    register_pooled(&a, "fleet26", &up.url(), json!({"pool_max_size": 4})).await;
     let dir = TempDir::new();
     let plan = plan26(V2026, counters(2));
 
@@ -727,8 +392,8 @@ async fn session_era_clients_work_in_front_of_2026_upstreams() {
     let dir = TempDir::new();
     let (server, addr) = start_server26(&dir).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "st26", &up.url(), json!({})).await;
-    register(&app, "mcp2", &format!("http://{addr}/mcp"), json!({})).await;
+    register_pooled(&app, "st26", &up.url(), json!({})).await;
+    register_pooled(&app, "mcp2", &format!("http://{addr}/mcp"), json!({})).await;
     let token = app.token("alice", &["reader"], &[], 600);
     let plan = json!({
         "calls": [
@@ -743,7 +408,7 @@ async fn session_era_clients_work_in_front_of_2026_upstreams() {
     let mut seen = Vec::new();
     for sdk in [Sdk::TypeScript, Sdk::Python1] {
         let out = run_client(sdk, &app.url("/servers/st26/mcp"), &token, &plan, &dir).await;
-        assert_session_run(&out, &["echo", "add", "counter"]);
+        assert_session_basics(&out, &["echo", "add", "counter"]);
         let texts = call_texts(&out);
         assert_eq!(texts[..2], ["old client, new server", "5"], "{sdk:?}: {out}");
         seen.extend(counts(&out));
@@ -758,7 +423,7 @@ async fn session_era_clients_work_in_front_of_2026_upstreams() {
     assert_eq!(up.stats().initializes.load(Ordering::Relaxed), 0);
 
     let out = run_client(Sdk::Python1, &app.url("/servers/mcp2/mcp"), &token, &plan, &dir).await;
-    assert_session_run(&out, &["echo", "add", "counter"]);
+    assert_session_basics(&out, &["echo", "add", "counter"]);
     assert_eq!(
         call_texts(&out),
         ["old client, new server", "5", "1", "2"],
@@ -813,12 +478,7 @@ async fn send_raw(url: &str, token: &str, method: Method, headers: &[(&str, &str
     }
     let resp = req.send().await.expect("request sent");
     let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header(&resp, "content-type").unwrap_or_default();
     let text = resp.text().await.expect("body");
     let body = if content_type.starts_with("text/event-stream") {
         text.lines()
@@ -851,8 +511,8 @@ impl Bench {
         let era25 = upstream(UpstreamConfig::default()).await;
         let era26 = stateless_upstream().await;
         let app = TestApp::spawn(Backend::Sqlite).await;
-        register(&app, "era25", &era25.url(), json!({})).await;
-        register(&app, "era26", &era26.url(), json!({})).await;
+        register_pooled(&app, "era25", &era25.url(), json!({})).await;
+        register_pooled(&app, "era26", &era26.url(), json!({})).await;
         let token = app.token("alice", &["reader"], &[], 600);
         Bench {
             app,

@@ -6,299 +6,27 @@
 //! (node/tests/sdk/ts_client.mjs, node/tests/sdk/py_client.py). The script prints one JSON object
 //! with everything it observed; the test asserts on it and on what the upstream saw.
 //!
-//! The SDKs come from `scripts/test.sh` (it sources scripts/lib/peers.sh, which installs them into
-//! `.cache/peers/` and exports `POOLGATE_TEST_NPM_DIR` and `POOLGATE_TEST_PY`). Every subprocess is
-//! owned by a [`ChildGuard`] that kills it when the test ends, passed or failed.
+//! The SDKs and their subprocesses come from peers.rs (installed by `scripts/test.sh`); every
+//! subprocess is owned by a [`ChildGuard`] that kills it when the test ends, passed or failed.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use poolgate_loadtests::upstream::{Upstream, UpstreamConfig};
+use poolgate_loadtests::upstream::UpstreamConfig;
 use serde_json::{json, Value};
 
 use crate::helpers::{Backend, TestApp};
-
-/// Longest a client script may run.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest a third-party server may take to listen.
-const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------
-// environment
-// ---------------------------------------------------------------------------
-
-/// The `npm install --prefix` folder holding the TypeScript SDK and server-everything.
-fn npm_dir() -> PathBuf {
-    let dir = std::env::var("POOLGATE_TEST_NPM_DIR").expect(
-        "POOLGATE_TEST_NPM_DIR is not set: run the tests with scripts/test.sh \
-         (scripts/lib/peers.sh installs the MCP SDKs into .cache/peers and exports it)",
-    );
-    PathBuf::from(dir)
-}
-
-/// The Python venv's interpreter (has the `mcp` 1.x SDK).
-fn venv_python() -> PathBuf {
-    let py = std::env::var("POOLGATE_TEST_PY").expect(
-        "POOLGATE_TEST_PY is not set: run the tests with scripts/test.sh \
-         (scripts/lib/peers.sh creates the Python venv in .cache/peers and exports it)",
-    );
-    PathBuf::from(py)
-}
-
-/// A file of node/tests/sdk/.
-fn sdk_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("sdk")
-        .join(name)
-}
-
-/// PATH only: subprocesses get no other variable of ours (no secrets, nothing accidental).
-fn path_env() -> String {
-    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".to_owned())
-}
-
-/// A private folder for one test's logs and outputs, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(format!("poolgate-sdk-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The contents of a log file (empty if missing), for failure messages.
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// The last `n` lines of a log.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-// ---------------------------------------------------------------------------
-// subprocesses
-// ---------------------------------------------------------------------------
-
-/// Owns a child process; kills and reaps it when dropped (test end, panic included).
-struct ChildGuard {
-    name: String,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl ChildGuard {
-    /// Starts `cmd` with stdout/stderr going to `<dir>/<name>.stdout` / `.stderr`.
-    fn spawn(name: &str, mut cmd: Command, dir: &TempDir) -> ChildGuard {
-        let stdout = dir.file(&format!("{name}.stdout"));
-        let stderr = dir.file(&format!("{name}.stderr"));
-        cmd.stdin(Stdio::null())
-            .stdout(File::create(&stdout).expect("create stdout file"))
-            .stderr(File::create(&stderr).expect("create stderr file"));
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        ChildGuard {
-            name: name.to_owned(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// The exit status if the process has ended.
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
-    /// Everything the process wrote so far, stdout then stderr.
-    fn output(&self) -> String {
-        read_log(&self.stdout) + &read_log(&self.stderr)
-    }
-
-    /// Both logs, for failure messages.
-    fn logs(&self) -> String {
-        format!(
-            "--- {name} stdout (tail) ---\n{}\n--- {name} stderr (tail) ---\n{}",
-            tail(&read_log(&self.stdout), 40),
-            tail(&read_log(&self.stderr), 40),
-            name = self.name,
-        )
-    }
-
-    /// Waits (without blocking the runtime) for the process to exit; kills it after `timeout`.
-    async fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.exited() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("{} did not finish within {timeout:?}\n{}", self.name, self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Waits until something accepts connections on `addr`, failing early if the process exits.
-    async fn wait_listening(&mut self, addr: SocketAddr) {
-        let deadline = Instant::now() + SERVER_START_TIMEOUT;
-        loop {
-            if let Some(status) = self.exited() {
-                panic!(
-                    "{} exited ({status}) before listening on {addr}\n{}",
-                    self.name,
-                    self.logs()
-                );
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} did not listen on {addr} within {SERVER_START_TIMEOUT:?}\n{}",
-                    self.name,
-                    self.logs()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// A loopback address with a port that was free a moment ago (for servers that cannot report the
-/// port they bound).
-fn free_loopback_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr")
-}
+use crate::mcp_client::upstream;
+use crate::peers::{
+    assert_session_basics, call_texts, free_loopback_addr, npm_dir, path_env, read_log, register_pooled, run_client,
+    sdk_file, start_python_server, venv_python, ChildGuard, Sdk, TempDir,
+};
 
 // ---------------------------------------------------------------------------
 // SDK clients
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug)]
-enum Sdk {
-    TypeScript,
-    Python,
-}
-
-/// Runs one SDK client session against `url` with `plan` (see ts_client.mjs) and returns the JSON
-/// it printed; panics with the whole report and the client's stderr unless it succeeded.
-async fn run_client(sdk: Sdk, url: &str, token: &str, plan: &Value, dir: &TempDir) -> Value {
-    let mut cmd = match sdk {
-        Sdk::TypeScript => {
-            let mut c = Command::new("node");
-            c.arg(sdk_file("ts_client.mjs"))
-                .env_clear()
-                .env("POOLGATE_TEST_NPM_DIR", npm_dir());
-            c
-        }
-        Sdk::Python => {
-            let mut c = Command::new(venv_python());
-            c.arg(sdk_file("py_client.py")).env_clear();
-            c
-        }
-    };
-    cmd.arg(url)
-        .arg(plan.to_string())
-        .env("PATH", path_env())
-        .env("POOLGATE_MCP_TOKEN", token);
-    let name = format!("{sdk:?}-client-{}", uuid::Uuid::new_v4().simple());
-    let mut child = ChildGuard::spawn(&name, cmd, dir);
-    let status = child.wait(CLIENT_TIMEOUT).await;
-    let stdout = read_log(&child.stdout);
-    let report: Option<Value> = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok());
-    // Captured by the test runner, shown when the test fails.
-    eprintln!(
-        "{sdk:?} client report: {}",
-        report.as_ref().map(Value::to_string).unwrap_or_default()
-    );
-    match report {
-        Some(out) if status.success() && out["error"].is_null() => out,
-        Some(out) => panic!(
-            "{sdk:?} SDK client failed ({status}): {}\nfull report: {}\n{}",
-            out["error"].as_str().unwrap_or("(no error text)"),
-            serde_json::to_string_pretty(&out).unwrap_or_default(),
-            child.logs()
-        ),
-        None => panic!("{sdk:?} SDK client printed no JSON report ({status})\n{}", child.logs()),
-    }
-}
-
-/// The text results of the report's `calls`, in order.
-fn call_texts(out: &Value) -> Vec<String> {
-    out["calls"]
-        .as_array()
-        .map(|calls| {
-            calls
-                .iter()
-                .map(|c| c["text"].as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn tool_names(out: &Value) -> Vec<String> {
-    out["tools"]
-        .as_array()
-        .map(|t| t.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
-}
-
-/// Asserts the parts every successful session shows: a gateway session id, a session-era protocol
-/// version, the expected tools, no failed call.
-fn assert_session_basics(out: &Value, expected_tools: &[&str]) {
-    let sid = out["sessionId"].as_str().unwrap_or_default();
-    assert!(!sid.is_empty(), "no Mcp-Session-Id from the gateway: {out}");
-    let version = out["protocolVersion"].as_str().unwrap_or_default();
-    assert!(
-        ["2025-03-26", "2025-06-18", "2025-11-25"].contains(&version),
-        "unexpected protocol version {version:?}: {out}"
-    );
-    let tools = tool_names(out);
-    for t in expected_tools {
-        assert!(tools.iter().any(|n| n == t), "tools/list lacks {t}: {tools:?}");
-    }
-    for call in out["calls"].as_array().into_iter().flatten() {
-        assert_eq!(call["isError"], json!(false), "tool call failed: {call}");
-    }
-    // Every HTTP exchange the SDK made was answered without a server error.
-    for h in out["http"].as_array().into_iter().flatten() {
-        let status = h["status"].as_u64().unwrap_or(0);
-        assert!((200..500).contains(&status), "HTTP exchange failed: {h} in {out}");
-    }
-}
 
 /// Asserts the progress call reported at least one notification and completed.
 fn assert_progress(out: &Value, expected_text: &str) {
@@ -328,20 +56,6 @@ async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// A pooled server (session isolation, the default) in front of `url`.
-async fn register(app: &TestApp, id: &str, url: &str) {
-    app.create_server(
-        id,
-        json!({
-            "endpoints": [{"url": url}],
-            "pool_enabled": true,
-            "pool_min_size": 0,
-            "pool_max_size": 10,
-        }),
-    )
-    .await;
-}
-
 // ---------------------------------------------------------------------------
 // SDK client -> gateway -> the project's test upstream
 // ---------------------------------------------------------------------------
@@ -361,11 +75,9 @@ fn counter_session(out: &Value, i: usize) -> String {
 }
 
 async fn sdk_client_through_gateway_to_test_upstream(sdk: Sdk) {
-    let upstream = Upstream::start(([127, 0, 0, 1], 0).into(), UpstreamConfig::default())
-        .await
-        .expect("test upstream starts");
+    let upstream = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "sdk-up", &upstream.url()).await;
+    register_pooled(&app, "sdk-up", &upstream.url(), json!({})).await;
     let url = app.url("/servers/sdk-up/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
     let dir = TempDir::new();
@@ -454,7 +166,7 @@ async fn ts_sdk_client_through_gateway_to_test_upstream() {
 
 #[tokio::test]
 async fn python_sdk_client_through_gateway_to_test_upstream() {
-    sdk_client_through_gateway_to_test_upstream(Sdk::Python).await;
+    sdk_client_through_gateway_to_test_upstream(Sdk::Python1).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -492,7 +204,7 @@ async fn ts_sdk_client_through_gateway_to_server_everything() {
     let dir = TempDir::new();
     let (server, addr) = start_server_everything(&dir).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "everything", &format!("http://{addr}/mcp")).await;
+    register_pooled(&app, "everything", &format!("http://{addr}/mcp"), json!({})).await;
     let url = app.url("/servers/everything/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
 
@@ -533,17 +245,10 @@ async fn ts_sdk_client_through_gateway_to_server_everything() {
 #[tokio::test]
 async fn sdk_clients_through_gateway_to_fastmcp_server() {
     let dir = TempDir::new();
-    let addr = free_loopback_addr();
-    let mut cmd = Command::new(venv_python());
-    cmd.arg(sdk_file("fastmcp_server.py"))
-        .arg(addr.port().to_string())
-        .env_clear()
-        .env("PATH", path_env());
-    let mut server = ChildGuard::spawn("fastmcp-server", cmd, &dir);
-    server.wait_listening(addr).await;
+    let (mut server, addr) = start_python_server("fastmcp-server", venv_python(), "fastmcp_server.py", &[], &dir).await;
 
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "fastmcp", &format!("http://{addr}/mcp")).await;
+    register_pooled(&app, "fastmcp", &format!("http://{addr}/mcp"), json!({})).await;
     let url = app.url("/servers/fastmcp/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
 
@@ -558,7 +263,7 @@ async fn sdk_clients_through_gateway_to_fastmcp_server() {
         "progress": {"name": "slow", "arguments": {"ms": 300, "steps": 3}},
         "terminate": true,
     });
-    let py = run_client(Sdk::Python, &url, &token, &plan, &dir).await;
+    let py = run_client(Sdk::Python1, &url, &token, &plan, &dir).await;
     assert_session_basics(&py, &["echo", "add", "counter", "slow"]);
     assert_eq!(py["serverInfo"]["name"], "poolgate-fastmcp-test", "{py}");
     assert_eq!(call_texts(&py), ["hello fastmcp", "5.0", "1", "2", "3"], "{py}");
@@ -615,7 +320,7 @@ async fn ts_sdk_sampling_is_relayed_through_the_gateway() {
     let dir = TempDir::new();
     let (server, addr) = start_server_everything(&dir).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "everything", &format!("http://{addr}/mcp")).await;
+    register_pooled(&app, "everything", &format!("http://{addr}/mcp"), json!({})).await;
     let url = app.url("/servers/everything/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
 
@@ -747,7 +452,7 @@ async fn ts_sdk_cancellation_passes_through_the_gateway() {
     let dir = TempDir::new();
     let (server, addr) = start_server_everything(&dir).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "everything", &format!("http://{addr}/mcp")).await;
+    register_pooled(&app, "everything", &format!("http://{addr}/mcp"), json!({})).await;
     let url = app.url("/servers/everything/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
     for mode in ["abort", "timeout"] {
@@ -792,11 +497,9 @@ async fn ts_sdk_cancellation_in_shared_isolation() {
 /// with server-everything. The session keeps working either way.
 #[tokio::test]
 async fn ts_sdk_late_answer_of_a_cancelled_call_still_arrives() {
-    let upstream = Upstream::start(([127, 0, 0, 1], 0).into(), UpstreamConfig::default())
-        .await
-        .expect("test upstream starts");
+    let upstream = upstream(UpstreamConfig::default()).await;
     let app = TestApp::spawn(Backend::Sqlite).await;
-    register(&app, "sdk-cancel", &upstream.url()).await;
+    register_pooled(&app, "sdk-cancel", &upstream.url(), json!({})).await;
     let url = app.url("/servers/sdk-cancel/mcp");
     let token = app.token("alice", &["reader"], &[], 600);
     let dir = TempDir::new();

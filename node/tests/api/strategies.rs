@@ -14,115 +14,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use poolgate_loadtests::upstream::{Upstream, UpstreamConfig};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{redis_url, Backend, TestApp, TestDb};
-
-/// A minimal session-era MCP client over reqwest (the approach of `mcp.rs`).
-struct Client {
-    http: reqwest::Client,
-    url: String,
-    token: String,
-    user: String,
-    session: Option<String>,
-}
-
-impl Client {
-    fn new(app: &TestApp, server: &str, user: &str) -> Client {
-        Client {
-            http: reqwest::Client::new(),
-            url: app.url(&format!("/servers/{server}/mcp")),
-            token: app.token(user, &["reader"], &[], 600),
-            user: user.to_owned(),
-            session: None,
-        }
-    }
-
-    /// The same client session, sent to another node.
-    fn via(&self, app: &TestApp, server: &str) -> Client {
-        Client {
-            http: self.http.clone(),
-            url: app.url(&format!("/servers/{server}/mcp")),
-            token: app.token(&self.user, &["reader"], &[], 600),
-            user: self.user.clone(),
-            session: self.session.clone(),
-        }
-    }
-
-    async fn post(&self, body: Value) -> (StatusCode, Value, Option<String>) {
-        let mut req = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
-            .header("accept", "application/json, text/event-stream")
-            .json(&body);
-        if let Some(s) = &self.session {
-            req = req.header("mcp-session-id", s);
-        }
-        let resp = req.send().await.expect("request sent");
-        let status = resp.status();
-        let sid = resp
-            .headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let is_sse = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|c| c.starts_with("text/event-stream"));
-        let text = resp.text().await.expect("body");
-        let value = if is_sse {
-            // The answer is the last event.
-            text.lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-                .next_back()
-                .unwrap_or(Value::Null)
-        } else if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {text}"))
-        };
-        (status, value, sid)
-    }
-
-    async fn initialize(&mut self) {
-        self.session = None;
-        let (status, body, sid) = self
-            .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        self.session = Some(sid.unwrap_or_else(|| panic!("the gateway issues a session id: {body}")));
-        let (status, _, _) = self
-            .post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-    }
-
-    /// A tool call that must succeed; returns its result.
-    async fn call(&self, id: i64, tool: &str, args: Value) -> Value {
-        let (status, body, _) = self
-            .post(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{tool}: {body}");
-        assert_eq!(body["id"], id, "{tool}: {body}");
-        assert!(body["result"].is_object(), "{tool} failed: {body}");
-        body["result"].clone()
-    }
-
-    /// Calls the counter; returns (count, upstream session).
-    async fn count(&self, id: i64) -> (u64, String) {
-        let result = self.call(id, "counter", json!({})).await;
-        let sc = &result["structuredContent"];
-        (
-            sc["count"].as_u64().expect("count"),
-            sc["session"].as_str().expect("session").to_owned(),
-        )
-    }
-}
+use crate::helpers::{Backend, TestApp};
+use crate::mcp_client::{merged, register_endpoints, two_nodes, unique_prefix, upstream, Client};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ep {
@@ -138,14 +33,9 @@ struct Pair {
 
 impl Pair {
     async fn start() -> Pair {
-        let start = || async {
-            Upstream::start(([127, 0, 0, 1], 0).into(), UpstreamConfig::default())
-                .await
-                .expect("test upstream starts")
-        };
         Pair {
-            a: start().await,
-            b: start().await,
+            a: upstream(UpstreamConfig::default()).await,
+            b: upstream(UpstreamConfig::default()).await,
         }
     }
 
@@ -195,19 +85,12 @@ impl Pair {
 
     /// Registers `id` on `app`: endpoints A and B with `weights`, shared isolation, pooling on.
     async fn register(&self, app: &TestApp, id: &str, weights: (u32, u32), pool: Value) {
-        let mut extra = json!({
-            "endpoints": [
-                {"url": self.a.url(), "weight": weights.0},
-                {"url": self.b.url(), "weight": weights.1},
-            ],
-            "pool_isolation": "shared",
-            "pool_enabled": true,
-            "pool_min_size": 0,
-        });
-        for (k, v) in pool.as_object().expect("object") {
-            extra[k] = v.clone();
-        }
-        app.create_server(id, extra).await;
+        let endpoints = json!([
+            {"url": self.a.url(), "weight": weights.0},
+            {"url": self.b.url(), "weight": weights.1},
+        ]);
+        let pool = merged(json!({"pool_isolation": "shared"}), pool);
+        register_endpoints(app, id, endpoints, pool).await;
     }
 }
 
@@ -217,29 +100,16 @@ impl Pair {
 /// B's slot starts with a small latency EWMA (only A's carries the slow calls').
 async fn make_second_slot(pair: &Pair, c: &Client, cap: u64, slow_ms: u64) {
     assert_eq!(pair.initializes(), (1, 0), "initialize created the first slot, on A");
-    let slow = futures_util::future::join_all((0..cap).map(|i| c.call(900 + i as i64, "slow", json!({"ms": slow_ms}))));
+    let slow =
+        futures_util::future::join_all((0..cap).map(|i| c.call_ok(900 + i as i64, "slow", json!({"ms": slow_ms}))));
     let extra = async {
         pair.wait_calls(cap).await;
-        c.call(990, "echo", json!({"text": "second slot"})).await
+        c.call_ok(990, "echo", json!({"text": "second slot"})).await
     };
     let (_, echo) = tokio::join!(slow, extra);
     assert_eq!(echo["structuredContent"]["text"], "second slot");
     assert_eq!(pair.initializes(), (1, 1), "the second slot was created on B");
     assert_eq!(pair.calls(), (cap, 1), "the full first slot took the slow calls");
-}
-
-async fn two_nodes(prefix: &str) -> (TestApp, TestApp) {
-    let db = TestDb::new(Backend::Postgres).await;
-    let shared = TestDb::new_shared(&db.url);
-    let redis = redis_url();
-    let set = [("REDIS_URL", redis.as_str()), ("REDIS_POOL_PREFIX", prefix)];
-    let a = TestApp::spawn_on(db, &set, &[]).await.wait_ready().await;
-    let b = TestApp::spawn_on(shared, &set, &[]).await.wait_ready().await;
-    (a, b)
-}
-
-fn unique_prefix() -> String {
-    format!("pgt:{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
 // ---------------------------------------------------------------------------
@@ -296,7 +166,7 @@ async fn round_robin_alternates_endpoints() {
 /// (a cursor per node would send each node's calls alternately, i.e. A, A, B, B, ...).
 #[tokio::test]
 async fn round_robin_cursor_is_fleet_wide() {
-    let (a, b) = two_nodes(&unique_prefix()).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
     round_robin_alternates(&[&a, &b]).await;
     b.stop().await;
     a.stop().await;
@@ -325,14 +195,14 @@ async fn least_connections_avoids_the_busy_endpoint() {
     make_second_slot(&pair, &c, 2, 400).await;
 
     let before = pair.calls();
-    let slow = c.call(100, "slow", json!({"ms": 1200}));
+    let slow = c.call_ok(100, "slow", json!({"ms": 1200}));
     let quick = async {
         let now = pair.wait_calls(before.0 + before.1 + 1).await;
         let busy = if now.0 > before.0 { Ep::A } else { Ep::B };
         let mut served = Vec::new();
         for i in 0..6 {
             let (ep, result) = pair
-                .served(c.call(101 + i, "echo", json!({"text": format!("quick {i}")})))
+                .served(c.call_ok(101 + i, "echo", json!({"text": format!("quick {i}")})))
                 .await;
             assert_eq!(result["structuredContent"]["text"], format!("quick {i}"));
             served.push(ep);
@@ -365,7 +235,7 @@ async fn least_connections_avoids_the_busy_endpoint() {
 #[tokio::test]
 async fn sticky_keeps_a_user_on_one_endpoint_from_any_node() {
     let pair = Pair::start().await;
-    let (a, b) = two_nodes(&unique_prefix()).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
     pair.register(
         &a,
         "st",
@@ -384,7 +254,7 @@ async fn sticky_keeps_a_user_on_one_endpoint_from_any_node() {
 
     // Alice's slot busy (capacity 1): bob's first call gets a slot of his own, on B.
     let alice_on_b = alice.via(&b, "st");
-    let slow = alice_on_b.call(2, "slow", json!({"ms": 800}));
+    let slow = alice_on_b.call_ok(2, "slow", json!({"ms": 800}));
     let bob_first = async {
         pair.wait_calls(2).await;
         pair.served(bob.via(&a, "st").count(1)).await
@@ -430,11 +300,11 @@ async fn weighted_follows_endpoint_weights() {
     c.initialize().await;
     make_second_slot(&pair, &c, 2, 400).await;
     for i in 0..30 {
-        c.call(100 + i, "echo", json!({"text": "warm-up"})).await;
+        c.call_ok(100 + i, "echo", json!({"text": "warm-up"})).await;
     }
     let mut order = Vec::with_capacity(200);
     for i in 0..200 {
-        let (ep, _) = pair.served(c.call(1000 + i, "echo", json!({"text": "w"}))).await;
+        let (ep, _) = pair.served(c.call_ok(1000 + i, "echo", json!({"text": "w"}))).await;
         order.push(ep);
     }
     let on_a = order.iter().filter(|e| **e == Ep::A).count();

@@ -219,21 +219,33 @@ pub async fn post(
     proxy::forward(&state, &server, &session, msg, body).await
 }
 
+/// GET and DELETE: 405 for sessionless clients; otherwise the caller's own session of this
+/// server, or 404.
+async fn existing_session(
+    state: &AppState,
+    subject: &str,
+    raw_server: &str,
+    headers: &HeaderMap,
+) -> Result<(Arc<Server>, ClientSession), Response> {
+    if modern::is_modern(headers, &Value::Null) {
+        return Err(modern::method_not_allowed());
+    }
+    let server = server_for(state, raw_server, &Value::Null).await?;
+    match client_session(state, headers, subject, server.id.as_str()) {
+        Some(session) => Ok((server, session)),
+        None => Err(rpc::session_not_found(&Value::Null)),
+    }
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(raw_server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if modern::is_modern(&headers, &Value::Null) {
-        return modern::method_not_allowed();
-    }
-    let server = match server_for(&state, &raw_server, &Value::Null).await {
-        Ok(s) => s,
+    let (server, session) = match existing_session(&state, &caller.subject, &raw_server, &headers).await {
+        Ok(found) => found,
         Err(resp) => return resp,
-    };
-    let Some(session) = client_session(&state, &headers, &caller.subject, server.id.as_str()) else {
-        return rpc::session_not_found(&Value::Null);
     };
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     proxy::relay_stream(&state, &server, &session, last).await
@@ -245,15 +257,9 @@ pub async fn delete(
     Path(raw_server): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if modern::is_modern(&headers, &Value::Null) {
-        return modern::method_not_allowed();
-    }
-    let server = match server_for(&state, &raw_server, &Value::Null).await {
-        Ok(s) => s,
+    let (server, session) = match existing_session(&state, &caller.subject, &raw_server, &headers).await {
+        Ok(found) => found,
         Err(resp) => return resp,
-    };
-    let Some(session) = client_session(&state, &headers, &caller.subject, server.id.as_str()) else {
-        return rpc::session_not_found(&Value::Null);
     };
     match session.mode.as_str() {
         MODE_BOUND => match state.control.unbind(&server.id, &session.key).await {
