@@ -79,12 +79,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let elect = tokio::spawn(leadership.clone().run(wait(stopped.clone())));
+    let health = housekeeping::HealthCheck {
+        pools: Pools::new(control.clone(), store.clone()),
+        upstream: UpstreamClient::new()?,
+        leadership: leadership.clone(),
+        interval: config.pooling.manager.health_check_interval,
+    };
+    let check = tokio::spawn(health.run(wait(stopped.clone())));
     let clean = tokio::spawn(cleanup.run(wait(stopped)));
     shutdown::signal().await;
     let _ = stop.send(true);
     // The election task resigns on its way out, so another replica can lead at once.
     let _ = elect.await;
     let _ = clean.await;
+    let _ = check.await;
     control.close().await;
     store.close().await;
     tracing::info!(%holder, "coordinator stopped");

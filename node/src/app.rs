@@ -133,17 +133,25 @@ impl Node {
                     state.config.pooling.manager.metrics_retention_days,
                 )),
             };
+            let health = poolgate_shared::housekeeping::HealthCheck {
+                pools: state.pools.clone(),
+                upstream: state.upstream.clone(),
+                leadership: leadership.clone(),
+                interval: state.config.pooling.manager.health_check_interval,
+            };
             (
                 tokio::spawn(leadership.run(std::future::pending::<()>())),
                 tokio::spawn(cleanup.run(std::future::pending::<()>())),
+                tokio::spawn(health.run(std::future::pending::<()>())),
             )
         });
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await?;
-        if let Some((elect, clean)) = housekeeping {
+        if let Some((elect, clean, check)) = housekeeping {
             elect.abort();
             clean.abort();
+            check.abort();
         }
         state.control.close().await;
         state.store.close().await;

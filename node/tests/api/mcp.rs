@@ -768,3 +768,75 @@ async fn stats_sessions_and_health_after_a_scripted_sequence() {
     assert_eq!(health["pools"][0]["health_score"], 1.0);
     app.stop().await;
 }
+
+/// Health checks: with the upstream stopped, the idle sessions fail their pings, are removed,
+/// and the pool's health score drops (overall unhealthy); when the upstream returns, warm-up
+/// recreates the sessions and the next pass brings the score back to 1.
+#[tokio::test]
+async fn health_checks_follow_the_upstream_down_and_back() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let addr = up.addr;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("POOL_MANAGER_CLEANUP_INTERVAL", "1"),
+            ("POOL_MANAGER_HEALTH_CHECK_INTERVAL", "1"),
+        ],
+        &[],
+    )
+    .await;
+    register(&app, "hc", &up.url(), json!({"pool_min_size": 2, "pool_max_size": 4})).await;
+    let health = || async {
+        let (_, h) = app
+            .call(
+                reqwest::Method::GET,
+                "/api/servers/pools/health",
+                Some(&app.reader_token()),
+                None,
+            )
+            .await;
+        h
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed) < 2 {
+        assert!(std::time::Instant::now() < deadline, "warm-up never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    up.stop().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let down = loop {
+        let h = health().await;
+        if h["overall_health"] == "unhealthy" {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "health never dropped: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        down["pools"][0]["health_score"].as_f64().is_some_and(|s| s < 0.5),
+        "{down}"
+    );
+    let (_, stats) = app
+        .admin(reqwest::Method::GET, "/api/servers/hc/pool/stats", None)
+        .await;
+    assert_eq!(stats["available_sessions"], 0, "failed sessions are removed: {stats}");
+
+    let again = Upstream::start(addr, UpstreamConfig::default())
+        .await
+        .expect("upstream back");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let back = loop {
+        let h = health().await;
+        if h["overall_health"] == "healthy" && h["pools"][0]["health_score"] == 1.0 {
+            break h;
+        }
+        assert!(std::time::Instant::now() < deadline, "health never recovered: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(back["degraded_pools"], 0);
+    assert!(
+        again.stats().initializes.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "warm-up recreated sessions"
+    );
+    app.stop().await;
+}

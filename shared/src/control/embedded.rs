@@ -764,6 +764,8 @@ impl Pool {
         s.rebinds = n("reb");
         s.errors = n("err");
         s.expired = n("exp");
+        s.health_pinged = n("hping");
+        s.health_failed = n("hfail");
         s
     }
 }
@@ -917,6 +919,13 @@ impl EmbeddedControlPlane {
             let mut out: Vec<SlotRecord> = p.slots.values().cloned().collect();
             out.sort_by_key(|s| s.seq);
             out
+        })
+    }
+
+    pub async fn note_health(&self, pool: &ServerId, pinged: u32, failed: u32) -> Result<(), ControlError> {
+        self.with_pool(pool, |p| {
+            p.counters.insert("hping", i64::from(pinged));
+            p.counters.insert("hfail", i64::from(failed));
         })
     }
 

@@ -266,6 +266,9 @@ pub struct PoolStats {
     pub errors: u64,
     pub expired: u64,
     pub fence: u64,
+    /// The last health-check pass: sessions pinged, and how many failed.
+    pub health_pinged: u64,
+    pub health_failed: u64,
 }
 
 impl PoolStats {
@@ -294,6 +297,8 @@ impl PoolStats {
                 "st_err" => s.errors = v,
                 "st_exp" => s.expired = v,
                 "st_fence" => s.fence = v,
+                "st_hping" => s.health_pinged = v,
+                "st_hfail" => s.health_failed = v,
                 _ => {}
             }
         }
@@ -442,6 +447,11 @@ impl ControlPlane {
 
     pub async fn slots(&self, pool: &ServerId) -> Result<Vec<SlotRecord>, ControlError> {
         dispatch!(self, |b| b.slots(pool).await)
+    }
+
+    /// Records the last health-check pass of a pool (pinged, failed).
+    pub async fn note_health(&self, pool: &ServerId, pinged: u32, failed: u32) -> Result<(), ControlError> {
+        dispatch!(self, |b| b.note_health(pool, pinged, failed).await)
     }
 
     /// Counts an acquire that timed out.

@@ -443,6 +443,14 @@ impl RedisControlPlane {
         Ok(out)
     }
 
+    pub async fn note_health(&self, pool: &ServerId, pinged: u32, failed: u32) -> Result<(), ControlError> {
+        let keys = self.keys(pool);
+        let fields = vec![("hping", i64::from(pinged)), ("hfail", i64::from(failed))];
+        self.bounded(self.client.hset::<i64, _, _>(keys.stats_key(), fields))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn note_timeout(&self, pool: &ServerId) -> Result<(), ControlError> {
         let keys = self.keys(pool);
         self.bounded(self.client.hincrby::<i64, _, _>(keys.stats_key(), "tmo", 1))

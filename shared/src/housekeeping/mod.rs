@@ -2,11 +2,13 @@
 //! process runs them in distributed mode; the embedded node runs them itself.
 
 pub mod cleanup;
+pub mod health;
 pub mod leader;
 pub mod snapshot;
 pub mod warmup;
 
 pub use cleanup::{Cleanup, CleanupReport};
+pub use health::{HealthCheck, HealthReport};
 pub use leader::{Leadership, Role, Timing};
 pub use snapshot::{SnapshotReport, Snapshots};
 pub use warmup::WarmUp;

@@ -2,7 +2,8 @@
 //! and `GET /api/servers/pools/health`. Figures are fleet-wide: they come from the control plane.
 //!
 //! Health score of a pool, in [0, 1]: `(1 − unhealthy / slots) × (1 − min(1, timeouts /
-//! max(1, acquisitions)))` — 1.0 with no slots and no timeouts. A pool is degraded below 0.8;
+//! max(1, acquisitions))) × (1 − failed / pinged in the last health check)` — 1.0 with no slots,
+//! no timeouts and no failed pings. A pool is degraded below 0.8;
 //! `overall_health` is `healthy` with no degraded pool, `unhealthy` when a pool is below 0.5 or
 //! the control plane is unreachable, else `degraded`.
 
@@ -32,7 +33,12 @@ pub fn health_score(s: &PoolStats) -> f64 {
         1.0 - s.unhealthy as f64 / s.slots as f64
     };
     let timeouts = (s.timeouts as f64 / (s.acquisitions.max(1)) as f64).min(1.0);
-    (healthy * (1.0 - timeouts)).clamp(0.0, 1.0)
+    let pings = if s.health_pinged == 0 {
+        0.0
+    } else {
+        (s.health_failed as f64 / s.health_pinged as f64).min(1.0)
+    };
+    (healthy * (1.0 - timeouts) * (1.0 - pings)).clamp(0.0, 1.0)
 }
 
 async fn stats_of(state: &AppState, server: &Server) -> Result<Value, ApiError> {
