@@ -23,6 +23,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/pools/health", get(admin::ops::health))
         .route("/api/servers/{id}/pool/stats", get(admin::ops::stats))
         .route("/api/servers/{id}/pool/sessions", get(admin::ops::sessions))
+        .route("/api/servers/{id}/pool/drain", axum::routing::post(admin::ops::drain))
+        .route("/api/servers/{id}/pool/reset", axum::routing::post(admin::ops::reset))
         .route("/api/servers/bulk-update", put(admin::pools::bulk_update))
         .route(
             "/api/servers/{id}",

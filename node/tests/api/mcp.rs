@@ -840,3 +840,86 @@ async fn health_checks_follow_the_upstream_down_and_back() {
     );
     app.stop().await;
 }
+
+/// Drain waits for in-flight work (which completes) and reports nothing left; reset retires every
+/// session, and the next request gets a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_active_calls_and_reset_retires_everything() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = Arc::new(TestApp::spawn(Backend::Sqlite).await);
+    register(
+        &app,
+        "dr",
+        &up.url(),
+        json!({"pool_isolation": "shared", "pool_max_size": 2}),
+    )
+    .await;
+    let mut c = Client::new(&app, "dr", "alice");
+    c.initialize().await;
+    let slow = {
+        let app = app.clone();
+        let session = c.session.clone();
+        tokio::spawn(async move {
+            let mut c = Client::new(&app, "dr", "alice");
+            c.session = session;
+            c.call(1, "slow", json!({"ms": 800})).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let (status, drained) = app
+        .admin(
+            reqwest::Method::POST,
+            "/api/servers/dr/pool/drain",
+            Some(json!({"timeout": 5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{drained}");
+    assert_eq!(
+        (drained["drained"].clone(), drained["active_leases"].clone()),
+        (json!(true), json!(0)),
+        "{drained}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "drain returned before the call ended"
+    );
+    let (status, body) = slow.await.expect("slow call");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["result"].is_object(), "the in-flight call completed: {body}");
+    let (status, bad) = app
+        .admin(
+            reqwest::Method::POST,
+            "/api/servers/dr/pool/drain",
+            Some(json!({"timeout": 99999})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+
+    let (status, reset) = app
+        .admin(reqwest::Method::POST, "/api/servers/dr/pool/reset", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    let (_, stats) = app
+        .admin(reqwest::Method::GET, "/api/servers/dr/pool/stats", None)
+        .await;
+    assert_eq!(
+        stats["total_sessions"], 0,
+        "every idle session was retired and closed: {stats}"
+    );
+    let (status, body) = c.call(2, "echo", json!({"text": "after reset"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["text"], "after reset");
+    let (status, _) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/servers/dr/pool/reset",
+            Some(&app.reader_token()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "reset is an admin operation");
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+}

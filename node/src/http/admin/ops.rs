@@ -155,3 +155,94 @@ pub async fn health(State(state): State<AppState>, Reader(_): Reader) -> Result<
         json!({"overall_health": overall, "degraded_pools": degraded, "pools": pools}),
     ))
 }
+
+/// `POST /api/servers/{id}/pool/drain {"timeout": s}` body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainRequest {
+    #[serde(default)]
+    timeout: Option<u64>,
+}
+
+/// Longest drain wait accepted.
+pub const MAX_DRAIN_SECONDS: u64 = 3600;
+
+/// Marks every slot draining (no new leases or bindings; bound clients finish), then waits up to
+/// `timeout` seconds for active leases to end, woken by releases. Reports what was left.
+pub async fn drain(
+    State(state): State<AppState>,
+    crate::http::auth::Admin(caller): crate::http::auth::Admin,
+    ServerIdPath(id): ServerIdPath,
+    crate::http::json::ApiJson(body): crate::http::json::ApiJson<DrainRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let server = state
+        .store
+        .get_server(&id)
+        .await?
+        .ok_or_else(|| server_not_found(&id))?;
+    let timeout = body.timeout.unwrap_or(30);
+    if timeout > MAX_DRAIN_SECONDS {
+        return Err(ApiError::validation(poolgate_shared::domain::pool::FieldError::new(
+            "timeout",
+            format!("must be between 0 and {MAX_DRAIN_SECONDS} seconds (got {timeout})"),
+        )));
+    }
+    let mut changes = state.control.changes(&server.id).await.map_err(control_unavailable)?;
+    let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
+    for slot in &slots {
+        let changed = state
+            .control
+            .mark(&server.id, &slot.id, poolgate_shared::control::SlotState::Draining)
+            .await
+            .map_err(control_unavailable)?;
+        close_now(&state, &server, changed.closed).await;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let left = loop {
+        let s = state.control.stats(&server.id).await.map_err(control_unavailable)?;
+        if s.leases == 0 || tokio::time::Instant::now() >= deadline {
+            break s;
+        }
+        let nap = (deadline - tokio::time::Instant::now()).min(poolgate_shared::control::WAIT_RECHECK);
+        let _ = tokio::time::timeout(nap, changes.changed()).await;
+    };
+    tracing::info!(server_id = %id, actor = %caller.subject, active = left.leases, "pool drained");
+    Ok(Json(json!({
+        "server_id": id,
+        "drained": left.leases == 0,
+        "active_leases": left.leases,
+        "remaining_sessions": left.slots,
+        "bound_sessions": left.bindings,
+    })))
+}
+
+/// Retires every slot (idle ones are closed at once, busy ones when their lease ends); warm-up
+/// then recreates `pool_min_size` fresh sessions.
+pub async fn reset(
+    State(state): State<AppState>,
+    crate::http::auth::Admin(caller): crate::http::auth::Admin,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<Json<Value>, ApiError> {
+    let server = state
+        .store
+        .get_server(&id)
+        .await?
+        .ok_or_else(|| server_not_found(&id))?;
+    let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
+    let mut closed = 0;
+    for slot in &slots {
+        let changed = state
+            .control
+            .mark(&server.id, &slot.id, poolgate_shared::control::SlotState::Retired)
+            .await
+            .map_err(control_unavailable)?;
+        closed += changed.closed.len();
+        close_now(&state, &server, changed.closed).await;
+    }
+    tracing::info!(server_id = %id, actor = %caller.subject, retired = slots.len(), "pool reset");
+    Ok(Json(json!({"server_id": id, "retired": slots.len(), "closed": closed})))
+}
+
+async fn close_now(state: &AppState, server: &Server, closed: Vec<poolgate_shared::control::SlotRecord>) {
+    poolgate_shared::housekeeping::cleanup::close_removed(&state.upstream, Some(server), &closed).await;
+}
