@@ -198,6 +198,11 @@ impl UpstreamHeaders {
         &self.0
     }
 
+    /// The headers as request pairs, for the upstream client.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub fn from_stored(map: BTreeMap<String, String>) -> Self {
         UpstreamHeaders(map)
     }

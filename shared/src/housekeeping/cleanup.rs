@@ -43,23 +43,10 @@ pub struct Cleanup {
 /// Ends the upstream sessions of removed slots (best effort: an upstream that is down ends them
 /// by its own idle timeout).
 pub async fn close_removed(upstream: &UpstreamClient, server: Option<&Server>, closed: &[SlotRecord]) -> u64 {
-    let headers: Vec<(String, String)> = server
-        .map(|s| {
-            s.upstream_headers
-                .expose()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let headers = server.map(|s| s.upstream_headers.pairs()).unwrap_or_default();
     let mut n = 0;
     for slot in closed {
-        let target = SessionTarget {
-            url: slot.meta.endpoint.clone().unwrap_or_default(),
-            session_id: slot.meta.session_id.clone(),
-            protocol_version: slot.meta.protocol_version.clone().unwrap_or_default(),
-            headers: headers.clone(),
-        };
+        let target = SessionTarget::for_slot(slot, headers.clone());
         if target.session_id.is_some() && !target.url.is_empty() {
             match upstream.close(&target).await {
                 Ok(()) => n += 1,

@@ -59,12 +59,7 @@ impl HealthCheck {
             let Ok(slots) = self.pools.control.slots(&pool).await else {
                 continue;
             };
-            let headers: Vec<(String, String)> = server
-                .upstream_headers
-                .expose()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let headers = server.upstream_headers.pairs();
             let (mut pinged, mut failed) = (0u32, 0u32);
             let idle = slots
                 .iter()
@@ -72,15 +67,11 @@ impl HealthCheck {
             for slot in idle.take(PINGS_PER_POOL) {
                 let url = slot.meta.endpoint.clone().unwrap_or_default();
                 let ok = match &slot.meta.session_id {
-                    Some(sid) => {
-                        let target = SessionTarget {
-                            url: url.clone(),
-                            session_id: Some(sid.clone()),
-                            protocol_version: slot.meta.protocol_version.clone().unwrap_or_default(),
-                            headers: headers.clone(),
-                        };
-                        self.upstream.ping(&target).await.is_ok()
-                    }
+                    Some(_) => self
+                        .upstream
+                        .ping(&SessionTarget::for_slot(slot, headers.clone()))
+                        .await
+                        .is_ok(),
                     None => matches!(self.upstream.discover(&url, &headers).await, Ok(Some(_))),
                 };
                 pinged += 1;

@@ -24,12 +24,7 @@ pub struct WarmUp {
 
 /// Creates one upstream session at `url`: sessionless when the server answers `server/discover`.
 pub async fn open_session(upstream: &UpstreamClient, server: &Server, url: &str) -> Result<SlotMeta, String> {
-    let headers: Vec<(String, String)> = server
-        .upstream_headers
-        .expose()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let headers = server.upstream_headers.pairs();
     if let Ok(Some(d)) = upstream.discover(url, &headers).await {
         return Ok(SlotMeta {
             session_id: None,

@@ -72,6 +72,18 @@ pub struct SessionTarget {
     pub headers: Vec<(String, String)>,
 }
 
+impl SessionTarget {
+    /// The upstream session behind a pool slot, addressed with the server's own headers.
+    pub fn for_slot(slot: &crate::control::SlotRecord, headers: Vec<(String, String)>) -> SessionTarget {
+        SessionTarget {
+            url: slot.meta.endpoint.clone().unwrap_or_default(),
+            session_id: slot.meta.session_id.clone(),
+            protocol_version: slot.meta.protocol_version.clone().unwrap_or_default(),
+            headers,
+        }
+    }
+}
+
 /// The outcome of a handshake.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Initialized {

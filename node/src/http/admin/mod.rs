@@ -43,6 +43,14 @@ pub(crate) async fn propagate(state: &crate::state::AppState, server: &poolgate_
     }
 }
 
+/// The server, or the 404 every admin route answers for an unknown one.
+pub(crate) async fn load_server(
+    state: &crate::state::AppState,
+    id: &ServerId,
+) -> Result<poolgate_shared::domain::server::Server, ApiError> {
+    state.store.get_server(id).await?.ok_or_else(|| server_not_found(id))
+}
+
 fn server_not_found(id: &ServerId) -> ApiError {
     ApiError::not_found(format!("server {id} not found"))
 }

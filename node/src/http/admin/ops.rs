@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use poolgate_shared::control::{ControlError, PoolStats};
 use poolgate_shared::domain::server::Server;
 
-use super::{server_not_found, ServerIdPath};
+use super::ServerIdPath;
 use crate::http::auth::Reader;
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -79,11 +79,7 @@ pub async fn stats(
     Reader(_): Reader,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    let server = state
-        .store
-        .get_server(&id)
-        .await?
-        .ok_or_else(|| server_not_found(&id))?;
+    let server = super::load_server(&state, &id).await?;
     Ok(Json(stats_of(&state, &server).await?))
 }
 
@@ -92,11 +88,7 @@ pub async fn sessions(
     Reader(_): Reader,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    let server = state
-        .store
-        .get_server(&id)
-        .await?
-        .ok_or_else(|| server_not_found(&id))?;
+    let server = super::load_server(&state, &id).await?;
     let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
     // The upstream session id is not shown: with the server's credentials it would address the
     // session directly.
@@ -175,11 +167,7 @@ pub async fn drain(
     ServerIdPath(id): ServerIdPath,
     crate::http::json::ApiJson(body): crate::http::json::ApiJson<DrainRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let server = state
-        .store
-        .get_server(&id)
-        .await?
-        .ok_or_else(|| server_not_found(&id))?;
+    let server = super::load_server(&state, &id).await?;
     let timeout = body.timeout.unwrap_or(30);
     if timeout > MAX_DRAIN_SECONDS {
         return Err(ApiError::validation(poolgate_shared::domain::pool::FieldError::new(
@@ -223,11 +211,7 @@ pub async fn reset(
     crate::http::auth::Admin(caller): crate::http::auth::Admin,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    let server = state
-        .store
-        .get_server(&id)
-        .await?
-        .ok_or_else(|| server_not_found(&id))?;
+    let server = super::load_server(&state, &id).await?;
     let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
     let mut closed = 0;
     for slot in &slots {

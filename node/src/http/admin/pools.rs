@@ -59,11 +59,7 @@ pub async fn get_config(
     Reader(_): Reader,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<PoolView>, ApiError> {
-    let server = state
-        .store
-        .get_server(&id)
-        .await?
-        .ok_or_else(|| server_not_found(&id))?;
+    let server = super::load_server(&state, &id).await?;
     Ok(Json(PoolView::from(&server)))
 }
 

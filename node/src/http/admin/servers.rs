@@ -47,12 +47,7 @@ pub async fn get(
     Reader(_): Reader,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Server>, ApiError> {
-    state
-        .store
-        .get_server(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| server_not_found(&id))
+    super::load_server(&state, &id).await.map(Json)
 }
 
 pub async fn update(

@@ -52,7 +52,7 @@ pub(crate) async fn discovered(state: &AppState, server: &Server, url: &str) -> 
             }
         }
     }
-    match state.upstream.discover(url, &upstream_headers(server)).await {
+    match state.upstream.discover(url, &server.upstream_headers.pairs()).await {
         Ok(result) => {
             if let Ok(mut cache) = state.discovery.lock() {
                 cache.insert(url.to_owned(), (std::time::Instant::now(), result.clone()));
@@ -93,16 +93,6 @@ pub(crate) const MODE_BOUND: &str = "bound";
 pub(crate) const USER_KEY_PREFIX: &str = "user:";
 pub(crate) const MODE_SHARED: &str = "shared";
 pub(crate) const MODE_DIRECT: &str = "direct";
-
-/// The server's own headers for upstream requests.
-pub(crate) fn upstream_headers(server: &Server) -> Vec<(String, String)> {
-    server
-        .upstream_headers
-        .expose()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
-}
 
 /// The version to speak with the client: what it asked for if poolgate and the upstream session
 /// both speak it (the older of the two when they differ), else the upstream session's version.
@@ -360,7 +350,7 @@ pub(crate) async fn lease_slot(
                     let version = upstream_version(requested);
                     match state
                         .upstream
-                        .initialize(&endpoint.url, &upstream_headers(server), version)
+                        .initialize(&endpoint.url, &server.upstream_headers.pairs(), version)
                         .await
                     {
                         Ok(i) => i,
@@ -392,7 +382,7 @@ pub(crate) async fn lease_slot(
                         url: endpoint.url.clone(),
                         session_id: init.session_id,
                         protocol_version: init.protocol_version,
-                        headers: upstream_headers(server),
+                        headers: server.upstream_headers.pairs(),
                     };
                     let _ = state.upstream.close(&target).await;
                     Err(control_error(id, e))
@@ -419,7 +409,11 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
             },
             None => match state
                 .upstream
-                .initialize(&endpoint.url, &upstream_headers(server), upstream_version(requested))
+                .initialize(
+                    &endpoint.url,
+                    &server.upstream_headers.pairs(),
+                    upstream_version(requested),
+                )
                 .await
             {
                 Ok(i) => i,
@@ -534,12 +528,7 @@ async fn warm_lease(
         if !server.pool.pool_pre_ping || young || attempt == 1 {
             return Ok(lease);
         }
-        let target = SessionTarget {
-            url: lease.slot.meta.endpoint.clone().unwrap_or_default(),
-            session_id: lease.slot.meta.session_id.clone(),
-            protocol_version: lease.slot.meta.protocol_version.clone().unwrap_or_default(),
-            headers: upstream_headers(server),
-        };
+        let target = SessionTarget::for_slot(&lease.slot, server.upstream_headers.pairs());
         match state.upstream.ping(&target).await {
             Ok(()) => return Ok(lease),
             Err(e) => {

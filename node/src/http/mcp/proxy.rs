@@ -20,7 +20,7 @@ use poolgate_shared::upstream::{
     EventStream, Reply, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT, STATELESS_VERSION,
 };
 
-use super::{lease_slot, rpc, upstream_headers, MODE_BOUND, MODE_SHARED};
+use super::{lease_slot, rpc, MODE_BOUND, MODE_SHARED};
 use crate::state::AppState;
 
 /// Refresh a binding's idle TTL at most this often per node (amortizes the control-plane call).
@@ -31,17 +31,12 @@ pub(crate) fn target(server: &Server, session: &ClientSession) -> SessionTarget 
         url: session.url.clone(),
         session_id: session.sid.clone(),
         protocol_version: session.pv.clone(),
-        headers: upstream_headers(server),
+        headers: server.upstream_headers.pairs(),
     }
 }
 
 fn slot_target(server: &Server, slot: &SlotRecord) -> SessionTarget {
-    SessionTarget {
-        url: slot.meta.endpoint.clone().unwrap_or_default(),
-        session_id: slot.meta.session_id.clone(),
-        protocol_version: slot.meta.protocol_version.clone().unwrap_or_default(),
-        headers: upstream_headers(server),
-    }
+    SessionTarget::for_slot(slot, server.upstream_headers.pairs())
 }
 
 /// Ends the upstream sessions of slots that left the pool (best effort, in the background).
@@ -49,14 +44,9 @@ pub(crate) fn close_slots(state: &AppState, server: &Server, closed: Vec<SlotRec
     if closed.is_empty() {
         return;
     }
-    let client = state.upstream.clone();
-    let targets: Vec<SessionTarget> = closed.iter().map(|s| slot_target(server, s)).collect();
+    let (client, server) = (state.upstream.clone(), server.clone());
     tokio::spawn(async move {
-        for t in targets {
-            if let Err(e) = client.close(&t).await {
-                tracing::debug!(url = %t.url, error = %e, "closing a retired upstream session failed");
-            }
-        }
+        poolgate_shared::housekeeping::cleanup::close_removed(&client, Some(&server), &closed).await;
     });
 }
 
@@ -117,35 +107,44 @@ struct LeaseGuard {
     lease: String,
     started: Instant,
     error: bool,
-    renewer: tokio::task::JoinHandle<()>,
+    /// Only streamed answers renew their lease; a JSON answer ends before the TTL matters.
+    renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LeaseGuard {
     fn new(state: &AppState, server: &Server, lease: String) -> LeaseGuard {
-        let every = Duration::from_millis(u64::from(server.pool.pool_lease_ttl) * 500).max(Duration::from_millis(500));
-        let (control, pool, id) = (state.control.clone(), server.id.clone(), lease.clone());
-        let renewer = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                if !matches!(control.renew(&pool, &id).await, Ok(Some(_))) {
-                    break;
-                }
-            }
-        });
         LeaseGuard {
             state: state.clone(),
             server: server.clone(),
             lease,
             started: Instant::now(),
             error: false,
-            renewer,
+            renewer: None,
         }
+    }
+
+    /// Renews the lease every half TTL for as long as the answer streams (until dropped).
+    fn renew_while_streaming(mut self) -> LeaseGuard {
+        let every =
+            Duration::from_millis(u64::from(self.server.pool.pool_lease_ttl) * 500).max(Duration::from_millis(500));
+        let (control, pool, id) = (self.state.control.clone(), self.server.id.clone(), self.lease.clone());
+        self.renewer = Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if !matches!(control.renew(&pool, &id).await, Ok(Some(_))) {
+                    break;
+                }
+            }
+        }));
+        self
     }
 }
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        self.renewer.abort();
+        if let Some(r) = &self.renewer {
+            r.abort();
+        }
         let outcome = Outcome {
             latency_ms: Some(self.started.elapsed().as_millis() as u64),
             error: self.error,
@@ -500,7 +499,12 @@ pub(crate) async fn forward_leased(
                 return (StatusCode::OK, axum::Json(mapper.map(v))).into_response();
             }
             Ok(Reply::Stream(events)) => {
-                return stream_response(events, mapper, id.filter(|_| is_request), (guard, inflight, call))
+                return stream_response(
+                    events,
+                    mapper,
+                    id.filter(|_| is_request),
+                    (guard.renew_while_streaming(), inflight, call),
+                )
             }
             Err(UpstreamError::SessionLost) => {
                 // Retire the dead slot (on guard drop) and replay once on another.
