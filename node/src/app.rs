@@ -77,6 +77,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         init_results: Default::default(),
         discovery: Default::default(),
         touched: Default::default(),
+        last_slot: Default::default(),
         node_id,
         leadership,
     }))

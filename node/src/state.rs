@@ -46,15 +46,38 @@ pub struct Inner {
     pub discovery: Mutex<HashMap<String, (Instant, Option<serde_json::Value>)>>,
     /// When this node last refreshed each binding's idle TTL (touches are amortized).
     pub touched: Mutex<HashMap<String, Instant>>,
+    /// Shared isolation: each user's last slot per server (`server|user` -> slot id), so releases
+    /// can report whether users return to their slot (the optimizer's evidence for sticky).
+    /// Node-local and bounded by [`AFFINITY_MEMORY`].
+    pub last_slot: Mutex<HashMap<String, String>>,
     /// Identifies this node in logs and per-node metrics.
     pub node_id: String,
     /// Embedded mode: this node runs the housekeeping itself (it always leads).
     pub leadership: Option<poolgate_shared::housekeeping::Leadership>,
 }
 
+/// Users remembered per node for affinity reports; past it the memory starts over.
+pub const AFFINITY_MEMORY: usize = 100_000;
+
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         AppState(Arc::new(inner))
+    }
+
+    /// Whether `user` is back on the slot of its previous request to `server` (and remembers it).
+    pub fn note_affinity(&self, server: &ServerId, user: &str, slot: &str) -> poolgate_shared::control::Affinity {
+        use poolgate_shared::control::Affinity;
+        let Ok(mut m) = self.last_slot.lock() else {
+            return Affinity::None;
+        };
+        if m.len() >= AFFINITY_MEMORY {
+            m.clear();
+        }
+        match m.insert(format!("{server}|{user}"), slot.to_owned()) {
+            None => Affinity::New,
+            Some(prev) if prev == slot => Affinity::Hit,
+            Some(_) => Affinity::Miss,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{
-    AcquireRequest, Attempt, Campaign, Changed, Committed, ControlError, Lease, Outcome, PoolSpec, PoolStats,
+    AcquireRequest, Affinity, Attempt, Campaign, Changed, Committed, ControlError, Lease, Outcome, PoolSpec, PoolStats,
     Reclaimed, Reservation, SlotMeta, SlotRecord, SlotState, SLOT_RECORD_VERSION,
 };
 use crate::domain::pool::{Isolation, Strategy};
@@ -157,7 +157,7 @@ struct Pool {
     rr: u64,
     vtime: f64,
     fence: u64,
-    counters: HashMap<&'static str, i64>,
+    counters: HashMap<String, i64>,
     per_endpoint: HashMap<u32, i64>,
     /// `closing`: removed slots no caller was told about yet.
     closing: VecDeque<SlotRecord>,
@@ -196,8 +196,19 @@ impl Pool {
         }
     }
 
-    fn bump(&mut self, field: &'static str, by: i64) {
-        *self.counters.entry(field).or_default() += by;
+    fn bump(&mut self, field: &str, by: i64) {
+        match self.counters.get_mut(field) {
+            Some(v) => *v += by,
+            None => {
+                self.counters.insert(field.to_owned(), by);
+            }
+        }
+    }
+
+    /// `observe` in the prelude: one histogram observation.
+    fn observe(&mut self, prefix: &str, ms: u64) {
+        self.bump(&format!("{prefix}b:{}", super::bucket_of(ms)), 1);
+        self.bump(&format!("{prefix}ms"), ms.min(i64::MAX as u64) as i64);
     }
 
     fn publish(&self) {
@@ -336,6 +347,9 @@ impl Pool {
                 } else {
                     s.latency_ewma_ms * 0.8 + lat * 0.2
                 };
+                self.observe("h", latency as u64);
+                self.bump(&format!("hn:{}", s.endpoint), 1);
+                self.bump(&format!("hm:{}", s.endpoint), latency);
             }
             s.error_rate = s.error_rate * 0.9 + if err { 0.1 } else { 0.0 };
             if retire {
@@ -519,10 +533,13 @@ impl Pool {
                 endpoint: r.ep,
             }));
         }
-        let reply = self.choose(&c, req, now)?;
+        let mut reply = self.choose(&c, req, now)?;
         if matches!(reply, Attempt::Wait { .. }) && !reclaimed {
             self.reclaim_now(&c, now);
-            return self.choose(&c, req, now);
+            reply = self.choose(&c, req, now)?;
+        }
+        if !matches!(reply, Attempt::Wait { .. }) {
+            self.observe("w", req.waited_ms);
         }
         Ok(reply)
     }
@@ -733,40 +750,37 @@ impl Pool {
         self.gen
     }
 
+    /// `stats.lua`: the same `name, value` pairs, parsed by the same code.
     fn stats(&self) -> PoolStats {
-        let mut s = PoolStats {
-            configured: self.cfg.is_some(),
-            slots: self.all.len() as u64,
-            reservations: self.resv.len() as u64,
-            leases: self.leases.len() as u64,
-            bindings: self.bind.len() as u64,
-            available: self.avail.len() as u64,
-            fence: self.fence,
-            ..PoolStats::default()
-        };
+        let mut pairs: Vec<(String, u64)> = vec![
+            ("configured".into(), u64::from(self.cfg.is_some())),
+            ("slots".into(), self.all.len() as u64),
+            ("reservations".into(), self.resv.len() as u64),
+            ("leases".into(), self.leases.len() as u64),
+            ("bindings".into(), self.bind.len() as u64),
+            ("available".into(), self.avail.len() as u64),
+            ("st_fence".into(), self.fence),
+        ];
+        let mut states: HashMap<&str, u64> = HashMap::new();
         for slot in self.slots.values() {
-            match slot.state {
-                SlotState::Ready => s.ready += 1,
-                SlotState::Draining => s.draining += 1,
-                SlotState::Unhealthy => s.unhealthy += 1,
-                SlotState::Retired | SlotState::Closed => s.retired += 1,
-            }
+            let name = match slot.state {
+                SlotState::Ready => "state_ready",
+                SlotState::Draining => "state_draining",
+                SlotState::Unhealthy => "state_unhealthy",
+                SlotState::Retired | SlotState::Closed => "state_retired",
+            };
+            *states.entry(name).or_default() += 1;
             if slot.leases > 0 {
-                s.busy += 1;
+                *states.entry("state_busy").or_default() += 1;
             }
         }
-        let n = |k: &str| self.counters.get(k).copied().unwrap_or(0).max(0) as u64;
-        s.acquisitions = n("acq");
-        s.releases = n("rel");
-        s.creates = n("cre");
-        s.destroys = n("des");
-        s.timeouts = n("tmo");
-        s.rebinds = n("reb");
-        s.errors = n("err");
-        s.expired = n("exp");
-        s.health_pinged = n("hping");
-        s.health_failed = n("hfail");
-        s
+        pairs.extend(states.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        pairs.extend(
+            self.counters
+                .iter()
+                .map(|(k, v)| (format!("st_{k}"), (*v).max(0) as u64)),
+        );
+        PoolStats::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), *v)))
     }
 }
 
@@ -832,6 +846,19 @@ impl EmbeddedControlPlane {
             let mut closed = Vec::new();
             let latency = outcome.latency_ms.map_or(-1, |l| l.min(i64::MAX as u64) as i64);
             let changed = p.release_lease(&c, lease, latency, outcome.error, outcome.retire, &mut closed);
+            // `release.lua`'s affinity report.
+            let field = match outcome.affinity {
+                Affinity::None => None,
+                Affinity::Hit => Some(("kh", "khm")),
+                Affinity::Miss => Some(("km", "kmm")),
+                Affinity::New => Some(("kn", "")),
+            };
+            if let (true, Some((count, sum))) = (changed, field) {
+                p.bump(count, 1);
+                if latency >= 0 && !sum.is_empty() {
+                    p.bump(sum, latency);
+                }
+            }
             Changed { changed, closed }
         })
     }
@@ -924,8 +951,8 @@ impl EmbeddedControlPlane {
 
     pub async fn note_health(&self, pool: &ServerId, pinged: u32, failed: u32) -> Result<(), ControlError> {
         self.with_pool(pool, |p| {
-            p.counters.insert("hping", i64::from(pinged));
-            p.counters.insert("hfail", i64::from(failed));
+            p.counters.insert("hping".to_owned(), i64::from(pinged));
+            p.counters.insert("hfail".to_owned(), i64::from(failed));
         })
     }
 

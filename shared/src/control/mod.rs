@@ -153,6 +153,8 @@ pub struct AcquireRequest {
     pub holder: String,
     /// Binding key: the downstream session (session isolation) or user (sticky), if any.
     pub key: Option<String>,
+    /// How long the caller has waited so far (ms); recorded in the wait histogram when granted.
+    pub waited_ms: u64,
 }
 
 impl AcquireRequest {
@@ -161,6 +163,7 @@ impl AcquireRequest {
             lease_id: uuid::Uuid::new_v4().to_string(),
             holder: holder.to_owned(),
             key: key.map(str::to_owned),
+            waited_ms: 0,
         }
     }
 }
@@ -241,6 +244,102 @@ pub struct Outcome {
     pub error: bool,
     /// Never use the slot again (strategy `none`, or the upstream session was lost).
     pub retire: bool,
+    /// Whether this request's user returned to the slot it used last time (shared isolation):
+    /// the optimizer's evidence for sticky.
+    pub affinity: Affinity,
+}
+
+/// What a node saw of a request's user and its slot (node-local memory, shared isolation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Affinity {
+    /// No user, or not tracked.
+    #[default]
+    None,
+    /// The user's previous request went to the same slot.
+    Hit,
+    /// The user came back but landed on another slot.
+    Miss,
+    /// First request of this user seen.
+    New,
+}
+
+impl Affinity {
+    /// The wire code the release script takes.
+    pub fn code(self) -> u8 {
+        match self {
+            Affinity::None => 0,
+            Affinity::Hit => 1,
+            Affinity::Miss => 2,
+            Affinity::New => 3,
+        }
+    }
+}
+
+/// Upper bounds (ms) of the fleet-wide wait-time and request-time histograms, shared by the Lua
+/// scripts (prelude `BUCKETS_MS`) and the embedded twin; one more bucket counts everything above.
+pub const BUCKETS_MS: [u64; 13] = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+/// Index of the bucket `ms` falls in (`BUCKETS_MS.len()` = above the last bound).
+pub fn bucket_of(ms: u64) -> usize {
+    BUCKETS_MS.iter().position(|b| ms <= *b).unwrap_or(BUCKETS_MS.len())
+}
+
+/// A fleet-wide histogram: count per bucket of [`BUCKETS_MS`] (plus overflow) and the sum in ms.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Histogram {
+    pub buckets: [u64; BUCKETS_MS.len() + 1],
+    pub sum_ms: u64,
+}
+
+impl Histogram {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Bucket-wise difference (counters only grow; a reset gives zeros, not underflow).
+    pub fn since(&self, before: &Histogram) -> Histogram {
+        let mut d = Histogram {
+            sum_ms: self.sum_ms.saturating_sub(before.sum_ms),
+            ..Histogram::default()
+        };
+        for (i, b) in d.buckets.iter_mut().enumerate() {
+            *b = self.buckets[i].saturating_sub(before.buckets[i]);
+        }
+        d
+    }
+
+    /// The q-quantile (0..1) in ms, interpolated linearly inside its bucket (as Prometheus'
+    /// `histogram_quantile` does); `None` when empty. The overflow bucket answers its lower bound.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut seen = 0.0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            let n = *n as f64;
+            if n > 0.0 && seen + n >= rank {
+                let lo = if i == 0 { 0.0 } else { BUCKETS_MS[i - 1] as f64 };
+                let Some(hi) = BUCKETS_MS.get(i) else {
+                    return Some(lo);
+                };
+                return Some(lo + (*hi as f64 - lo) * ((rank - seen) / n).clamp(0.0, 1.0));
+            }
+            seen += n;
+        }
+        Some(BUCKETS_MS[BUCKETS_MS.len() - 1] as f64)
+    }
+}
+
+/// Releases' affinity reports (see [`Affinity`]) and the request time (ms) summed per kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AffinityStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub new: u64,
+    pub hit_ms: u64,
+    pub miss_ms: u64,
 }
 
 /// A pool's figures, fleet-wide.
@@ -269,11 +368,43 @@ pub struct PoolStats {
     /// The last health-check pass: sessions pinged, and how many failed.
     pub health_pinged: u64,
     pub health_failed: u64,
+    /// How long acquisitions waited (granted ones; timeouts are counted in `timeouts`).
+    pub wait: Histogram,
+    /// How long leased requests took (the lease's hold time, as the releasing node measured it).
+    pub hold: Histogram,
+    /// Per endpoint index: (requests, summed ms) of released requests.
+    pub endpoint_hold: std::collections::BTreeMap<u32, (u64, u64)>,
+    pub affinity: AffinityStats,
 }
 
 impl PoolStats {
+    /// Fields with an index: `st_wb:<bucket>`, `st_hb:<bucket>`, `st_hn:<endpoint>`, `st_hm:<endpoint>`.
+    fn dynamic_field(&mut self, name: &str, v: u64) {
+        let Some((field, index)) = name.strip_prefix("st_").and_then(|f| f.split_once(':')) else {
+            return;
+        };
+        let Ok(i) = index.parse::<u32>() else {
+            return;
+        };
+        match field {
+            "wb" => {
+                if let Some(b) = self.wait.buckets.get_mut(i as usize) {
+                    *b = v;
+                }
+            }
+            "hb" => {
+                if let Some(b) = self.hold.buckets.get_mut(i as usize) {
+                    *b = v;
+                }
+            }
+            "hn" => self.endpoint_hold.entry(i).or_default().0 = v,
+            "hm" => self.endpoint_hold.entry(i).or_default().1 = v,
+            _ => {}
+        }
+    }
+
     /// Builds stats from `name, value` pairs (the stats script's reply).
-    fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> PoolStats {
+    pub(crate) fn from_pairs<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> PoolStats {
         let mut s = PoolStats::default();
         for (k, v) in pairs {
             match k {
@@ -299,7 +430,14 @@ impl PoolStats {
                 "st_fence" => s.fence = v,
                 "st_hping" => s.health_pinged = v,
                 "st_hfail" => s.health_failed = v,
-                _ => {}
+                "st_wms" => s.wait.sum_ms = v,
+                "st_hms" => s.hold.sum_ms = v,
+                "st_kh" => s.affinity.hits = v,
+                "st_km" => s.affinity.misses = v,
+                "st_kn" => s.affinity.new = v,
+                "st_khm" => s.affinity.hit_ms = v,
+                "st_kmm" => s.affinity.miss_ms = v,
+                other => s.dynamic_field(other, v),
             }
         }
         s
@@ -377,9 +515,11 @@ impl ControlPlane {
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribe before the first attempt so a release between attempt and wait is not missed.
         let mut changes = self.changes(pool).await?;
+        let (started, mut req) = (tokio::time::Instant::now(), req.clone());
         loop {
             changes.borrow_and_update();
-            match self.try_acquire(pool, req).await? {
+            req.waited_ms = started.elapsed().as_millis() as u64;
+            match self.try_acquire(pool, &req).await? {
                 Attempt::Leased(lease) => return Ok(Acquired::Leased(lease)),
                 Attempt::Create(resv) => return Ok(Acquired::Create(resv)),
                 Attempt::Wait { .. } => {}

@@ -316,6 +316,7 @@ impl RedisControlPlane {
             Value::from(req.lease_id.as_str()),
             Value::from(req.holder.as_str()),
             Value::from(req.key.as_deref().unwrap_or("")),
+            Value::from(req.waited_ms.min(i64::MAX as u64) as i64),
         ];
         let reply = self.eval_pool(&self.scripts.acquire, pool, args).await?;
         match reply.first().and_then(text).as_deref() {
@@ -371,6 +372,7 @@ impl RedisControlPlane {
             Value::from(latency),
             Value::from(i64::from(outcome.error)),
             Value::from(i64::from(outcome.retire)),
+            Value::from(i64::from(outcome.affinity.code())),
         ];
         changed(self.eval_pool(&self.scripts.release, pool, args).await?)
     }

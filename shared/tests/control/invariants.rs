@@ -151,6 +151,7 @@ async fn release_is_idempotent(backend: Backend) {
         latency_ms: Some(5_000),
         error: true,
         retire: true,
+        ..Outcome::default()
     };
 
     let before = (

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use poolgate_shared::control::{
-    AcquireRequest, Attempt, Committed, ControlError, ControlPlane, Outcome, PoolSpec, SlotState,
+    AcquireRequest, Affinity, Attempt, Committed, ControlError, ControlPlane, Outcome, PoolSpec, SlotState,
 };
 use poolgate_shared::domain::pool::Strategy;
 use poolgate_shared::domain::server::ServerId;
@@ -72,6 +72,13 @@ struct Tally {
     /// Attempts answered with a reservation, and with "wait".
     reservations: u64,
     waits: u64,
+    /// Attempts answered with a lease or a reservation (each lands in the wait histogram).
+    answered: u64,
+    /// Releases that ended a lease and reported a latency: count and summed ms; and per
+    /// affinity code (hit, miss, new) the releases reporting it.
+    timed: u64,
+    timed_ms: u64,
+    affinity: [u64; 3],
 }
 
 impl Tally {
@@ -84,6 +91,12 @@ impl Tally {
         self.ended.extend(other.ended);
         self.reservations += other.reservations;
         self.waits += other.waits;
+        self.answered += other.answered;
+        self.timed += other.timed;
+        self.timed_ms += other.timed_ms;
+        for (a, b) in self.affinity.iter_mut().zip(other.affinity) {
+            *a += b;
+        }
     }
 }
 
@@ -131,6 +144,7 @@ fn loud() -> Outcome {
         latency_ms: Some(9_999),
         error: true,
         retire: true,
+        affinity: Affinity::Hit,
     }
 }
 
@@ -154,9 +168,12 @@ async fn worker(cp: ControlPlane, pool: ServerId, seed: u64, name: String) -> Ta
         };
         match action {
             "acquire" => {
-                let req = AcquireRequest::new(&name, None);
+                let mut req = AcquireRequest::new(&name, None);
+                req.waited_ms = rng.below(40);
                 let sent = Instant::now();
-                match cp.try_acquire(&pool, &req).await {
+                let answer = cp.try_acquire(&pool, &req).await;
+                tally.answered += u64::from(matches!(answer, Ok(Attempt::Leased(_) | Attempt::Create(_))));
+                match answer {
                     Ok(Attempt::Leased(l)) => {
                         assert_eq!(l.id, req.lease_id, "{ctx}");
                         assert!(l.slot.leases <= CAPACITY, "{ctx}: I2: {l:?}");
@@ -213,12 +230,20 @@ async fn worker(cp: ControlPlane, pool: ServerId, seed: u64, name: String) -> Ta
                     error: rng.below(10) == 0,
                     // Slots leave the pool now and then, so creation keeps going on.
                     retire: rng.below(20) == 0,
+                    affinity: [Affinity::None, Affinity::Hit, Affinity::Miss, Affinity::New][rng.below(4) as usize],
                 };
                 let alive = h.sent.elapsed() < SURELY_ALIVE;
                 let r = cp.release(&pool, &h.id, outcome).await.expect("release");
                 if r.changed {
                     tally.released += 1;
                     tally.released_with_error += u64::from(outcome.error);
+                    if let Some(ms) = outcome.latency_ms {
+                        tally.timed += 1;
+                        tally.timed_ms += ms;
+                    }
+                    if outcome.affinity != Affinity::None {
+                        tally.affinity[usize::from(outcome.affinity.code()) - 1] += 1;
+                    }
                     tally.ended.push(h.id);
                 } else {
                     assert!(!alive, "{ctx}: a live lease was not released");
@@ -246,6 +271,7 @@ async fn worker(cp: ControlPlane, pool: ServerId, seed: u64, name: String) -> Ta
                         lease_id: held[i].id.clone(),
                         holder: name.clone(),
                         key: None,
+                        waited_ms: 0,
                     };
                     match cp.try_acquire(&pool, &req).await {
                         Ok(Attempt::Leased(l)) => {
@@ -343,6 +369,27 @@ async fn random_workload_keeps_invariants(backend: Backend) {
     assert_eq!(stats.releases, total.released + stats.expired, "{ctx}: {stats:?}");
     assert_eq!(stats.acquisitions, stats.releases, "{ctx}: {stats:?}");
     assert_eq!(stats.errors, total.released_with_error, "{ctx}: {stats:?}");
+    // The fleet-wide histograms and affinity reports count exactly what the tasks did.
+    assert_eq!(stats.wait.count(), total.answered, "{ctx}: wait histogram {stats:?}");
+    assert_eq!(
+        (stats.hold.count(), stats.hold.sum_ms),
+        (total.timed, total.timed_ms),
+        "{ctx}: request-time histogram"
+    );
+    let per_endpoint: (u64, u64) = stats
+        .endpoint_hold
+        .values()
+        .fold((0, 0), |acc, (n, ms)| (acc.0 + n, acc.1 + ms));
+    assert_eq!(
+        per_endpoint,
+        (total.timed, total.timed_ms),
+        "{ctx}: per-endpoint request time"
+    );
+    assert_eq!(
+        [stats.affinity.hits, stats.affinity.misses, stats.affinity.new],
+        total.affinity,
+        "{ctx}: affinity reports"
+    );
     // The workload reached every path it is meant to: a full pool, slots leaving and being
     // created again, and dead leases reclaimed.
     assert!(

@@ -313,6 +313,7 @@ async fn weighted_accounts_for_latency_and_errors(backend: Backend) {
             latency_ms: (lease.slot.endpoint == 0).then_some(100),
             error: lease.slot.endpoint == 0,
             retire: false,
+            ..Outcome::default()
         };
         count[lease.slot.endpoint as usize] += 1;
         assert!(cp.release(&pool, &lease.id, outcome).await.expect("release").changed);

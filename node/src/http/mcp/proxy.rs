@@ -11,8 +11,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use poolgate_shared::control::{Outcome, SlotRecord};
-use poolgate_shared::domain::pool::Strategy;
+use poolgate_shared::control::{Affinity, Lease, Outcome, SlotRecord};
+use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
 use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::sse::SseEvent;
@@ -107,18 +107,25 @@ struct LeaseGuard {
     lease: String,
     started: Instant,
     error: bool,
+    affinity: Affinity,
     /// Only streamed answers renew their lease; a JSON answer ends before the TTL matters.
     renewer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LeaseGuard {
-    fn new(state: &AppState, server: &Server, lease: String) -> LeaseGuard {
+    fn new(state: &AppState, server: &Server, lease: &Lease, user: &str) -> LeaseGuard {
+        let affinity = if server.pool.pool_isolation == Isolation::Shared && !user.is_empty() {
+            state.note_affinity(&server.id, user, &lease.slot.id)
+        } else {
+            Affinity::None
+        };
         LeaseGuard {
             state: state.clone(),
             server: server.clone(),
-            lease,
+            lease: lease.id.clone(),
             started: Instant::now(),
             error: false,
+            affinity,
             renewer: None,
         }
     }
@@ -149,6 +156,7 @@ impl Drop for LeaseGuard {
             latency_ms: Some(self.started.elapsed().as_millis() as u64),
             error: self.error,
             retire: self.server.pool.pool_strategy == Strategy::None,
+            affinity: self.affinity,
         };
         let (state, server, lease) = (self.state.clone(), self.server.clone(), self.lease.clone());
         tokio::spawn(async move {
@@ -459,7 +467,7 @@ pub(crate) async fn forward_leased(
             Ok(l) => l,
             Err(resp) => return resp,
         };
-        let mut guard = LeaseGuard::new(state, server, lease.id.clone());
+        let mut guard = LeaseGuard::new(state, server, &lease, &session.sub);
         let mut out = msg.clone();
         let target = slot_target(server, &lease.slot);
         let mut mapper = Mapper {
@@ -519,6 +527,7 @@ pub(crate) async fn forward_leased(
                             error: true,
                             retire: true,
                             latency_ms: None,
+                            affinity: Affinity::None,
                         },
                     )
                     .await;

@@ -1,6 +1,8 @@
 -- acquire: a lease on a slot chosen by the pool's strategy, a reservation to create one, or wait.
 -- ARGV: 1 lease_id (caller-chosen UUID; a re-sent call returns the same outcome, I11)
 --       2 holder (node id)  3 binding key ('' = none)
+--       4 ms the caller has waited so far (recorded in the wait histogram when the answer is not
+--         "wait"; absent from older nodes = 0)
 -- Reply: {'L', lease_id, slot_id, slot_record, expires_ms, fresh(0|1)}   lease granted
 --        {'R', reservation_id, endpoint_index}                             create a slot, then commit/abort
 --        {'W', total, max}                                                 nothing free: wait for a release
@@ -137,4 +139,5 @@ if reply[1] == 'W' and not reclaimed then
   reclaim_now()
   reply = choose()
 end
+if reply[1] == 'L' or reply[1] == 'R' then observe('w', tonumber(ARGV[4] or '0') or 0) end
 return reply

@@ -65,6 +65,19 @@ local function bump(field, by)
   redis.call('HINCRBY', K_ST, field, by or 1)
 end
 
+-- Fleet-wide histograms (wait 'w', request time 'h'): a count per bucket ('wb:<i>', upper bounds
+-- in ms below, i = #BUCKETS_MS for anything above) and the sum ('wms'). Same bounds as BUCKETS_MS
+-- in control/mod.rs.
+local BUCKETS_MS = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000}
+local function observe(prefix, ms)
+  local i = #BUCKETS_MS
+  for j, bound in ipairs(BUCKETS_MS) do
+    if ms <= bound then i = j - 1; break end
+  end
+  bump(prefix .. 'b:' .. i)
+  bump(prefix .. 'ms', ms)
+end
+
 -- Effective weight for the weighted strategy: endpoint weight scaled down by error rate and
 -- latency (100 ms halves it). Deterministic given the slot's state.
 local function eff_weight(s)
@@ -179,8 +192,11 @@ local function release_lease(c, lease_id, latency, err, retire, closed)
   local s = get_slot(sid)
   if s then
     s.l = math.max(0, s.l - 1)
-    if latency >= 0 then
+        if latency >= 0 then
       if s.ew == 0 then s.ew = latency else s.ew = s.ew * 0.8 + latency * 0.2 end
+      observe('h', latency)
+      bump('hn:' .. s.ep)
+      bump('hm:' .. s.ep, latency)
     end
     s.er = s.er * 0.9 + err * 0.1
     if retire == 1 then s.st = 'retired' end
