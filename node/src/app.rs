@@ -78,6 +78,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         discovery: Default::default(),
         touched: Default::default(),
         last_slot: Default::default(),
+        metrics: crate::metrics::NodeMetrics::new(&node_id).context("cannot register metrics")?,
+        draining: Default::default(),
         node_id,
         leadership,
     }))

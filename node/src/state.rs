@@ -50,6 +50,10 @@ pub struct Inner {
     /// can report whether users return to their slot (the optimizer's evidence for sticky).
     /// Node-local and bounded by [`AFFINITY_MEMORY`].
     pub last_slot: Mutex<HashMap<String, String>>,
+    /// Prometheus metrics (`/metrics`).
+    pub metrics: crate::metrics::NodeMetrics,
+    /// Set once on SIGTERM: `/ready` answers 503 and new requests are refused.
+    pub draining: std::sync::atomic::AtomicBool,
     /// Identifies this node in logs and per-node metrics.
     pub node_id: String,
     /// Embedded mode: this node runs the housekeeping itself (it always leads).

@@ -17,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod domain;
 pub mod housekeeping;
+pub mod optimizer;
 pub mod session_id;
 pub mod shutdown;
 pub mod store;

@@ -352,8 +352,7 @@ async fn snapshots_and_retention(store: Store) {
         wait_p95_ms: None,
         wait_p99_ms: None,
         utilization: None,
-        utilization_skew: None,
-        reuse_rate: None,
+        ..Default::default()
     };
     store.insert_snapshot(&old).await.expect("old row");
     old.recorded_at = poolgate_shared::domain::now() - chrono::Duration::days(6);
@@ -370,6 +369,9 @@ async fn snapshots_and_retention(store: Store) {
     );
     assert!(newest.pool_id.as_deref().is_some_and(|p| p.starts_with("pool-")));
     assert_eq!(newest.reuse_rate, Some(3.0), "three releases over one created slot");
+    // Three acquisitions granted without waiting: the wait histogram's first bucket (<= 1 ms).
+    assert!(newest.wait_p99_ms.is_some_and(|v| v <= 1.0), "{newest:?}");
+    assert_eq!(newest.utilization_skew, Some(0.0), "one slot did all the work");
     assert_eq!(rows[1].acquisitions, 98);
 }
 
@@ -399,4 +401,83 @@ async fn snapshots_on_postgres() {
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut conn)
         .await;
+}
+
+/// With `pool_auto_optimize`, the leader's snapshot pass applies a confirmed recommendation:
+/// a round_robin pool whose history shows returning users paying for landing on other sessions
+/// becomes sticky, audited as actor `optimizer`; without the flag nothing changes.
+#[tokio::test]
+async fn auto_optimize_applies_a_confirmed_recommendation_with_an_audit_row() {
+    use poolgate_shared::optimizer::{self, Settings, Workload};
+    let (store, dir) = sqlite_store().await;
+    let plane = ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()));
+    let now = poolgate_shared::domain::now();
+    let workload = Workload {
+        arrival_per_s: 200.0,
+        work_p50_ms: 10.0,
+        work_p99_ms: 14.0,
+        endpoint_slowness: vec![],
+        returning_share: 0.95,
+        miss_penalty_ms: 40.0,
+    };
+    let settings = Settings::default();
+    let mut ids = Vec::new();
+    for (id, auto) in [("auto", true), ("manual", false)] {
+        let mut srv = server(id, 3600);
+        srv.pool.pool_strategy = Strategy::RoundRobin;
+        srv.pool.pool_max_size = 8;
+        srv.pool.pool_session_capacity = 4;
+        srv.pool.pool_auto_optimize = auto;
+        store.create_server(&srv, "test").await.expect("server");
+        let shape = optimizer::shape_for(&srv);
+        // History: round_robin for long enough to confirm, after a change three hours ago.
+        let rows = settings.window + settings.confirm;
+        for i in 0..rows {
+            let f = optimizer::simulate(Strategy::RoundRobin, &workload, &shape, 40 + i as u64, 3_000);
+            let row = poolgate_shared::store::StrategySnapshot {
+                server_id: id.into(),
+                strategy: if i + 1 == rows {
+                    "least_connections"
+                } else {
+                    "round_robin"
+                }
+                .into(),
+                recorded_at: now - chrono::Duration::minutes(if i + 1 == rows { 180 } else { 1 + i as i64 }),
+                window_seconds: 60,
+                acquisitions: 12_000,
+                hold_p50_ms: Some(f.hold_p50_ms),
+                hold_p99_ms: Some(f.hold_p99_ms),
+                endpoint_spread: Some(f.endpoint_spread),
+                returning_share: Some(f.returning_share),
+                affinity_hit_rate: Some(f.affinity_hit_rate),
+                miss_penalty_ms: Some(f.miss_penalty_ms),
+                ..Default::default()
+            };
+            store.insert_snapshot(&row).await.expect("row");
+        }
+        ids.push(srv.id.clone());
+    }
+    let pools = Pools::new(plane.clone(), store.clone());
+    for id in &ids {
+        pools.sync_from_store(id).await.expect("sync");
+    }
+    let leadership = Leadership::new(plane.clone(), "leader", TIMING);
+    leadership.tick().await.expect("leads");
+    let snaps = poolgate_shared::housekeeping::Snapshots::new(pools, leadership, Duration::from_secs(60), 7);
+    snaps.tick().await; // baseline
+    let report = snaps.tick().await;
+    assert_eq!(report.optimized, 1, "{report:?}");
+    let auto = store.get_server(&ids[0]).await.expect("read").expect("auto");
+    let manual = store.get_server(&ids[1]).await.expect("read").expect("manual");
+    assert_eq!(auto.pool.pool_strategy, Strategy::Sticky);
+    assert_eq!(manual.pool.pool_strategy, Strategy::RoundRobin, "no flag, no change");
+    let audit = store.list_audit(Some(&ids[0]), 10).await.expect("audit");
+    let change = audit
+        .iter()
+        .find(|a| a.action == "pool.optimize")
+        .expect("an audit row");
+    assert_eq!(change.actor, "optimizer");
+    // The next pass sees the change as recent (cooldown): no flapping back.
+    assert_eq!(snaps.tick().await.optimized, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,3 +52,46 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         )
     }
 }
+
+/// `GET /metrics`: fleet-wide pool series (cached, see [`crate::metrics`]) and this node's own.
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let fleet = state.metrics.fleet_text(|| fleet_figures(&state)).await;
+    let text = format!("{fleet}{}", state.metrics.node_text());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Reads every enabled pool's figures; `None` if the store or the control plane does not answer.
+async fn fleet_figures(state: &AppState) -> Option<String> {
+    use crate::metrics::{render_fleet, PoolFigures};
+    let servers = match state.store.list_servers().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: servers unavailable");
+            return None;
+        }
+    };
+    let leader = state.control.leader().await.ok()?;
+    let mut pools = Vec::new();
+    for server in servers.iter().filter(|s| s.pool.pool_enabled) {
+        let (stats, slots) = tokio::join!(state.control.stats(&server.id), state.control.slots(&server.id));
+        let (Ok(stats), Ok(slots)) = (stats, slots) else {
+            tracing::warn!(server_id = %server.id, "metrics: control plane unavailable");
+            return None;
+        };
+        pools.push(PoolFigures {
+            server,
+            health_score: crate::http::admin::ops::health_score(&stats),
+            stats,
+            slots,
+        });
+    }
+    Some(render_fleet(&pools, leader, chrono::Utc::now().timestamp_millis()))
+}

@@ -25,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/{id}/pool/sessions", get(admin::ops::sessions))
         .route("/api/servers/{id}/pool/drain", axum::routing::post(admin::ops::drain))
         .route("/api/servers/{id}/pool/reset", axum::routing::post(admin::ops::reset))
+        .route("/api/servers/{id}/pool/optimize", get(admin::ops::optimize))
         .route("/api/servers/bulk-update", put(admin::pools::bulk_update))
         .route(
             "/api/servers/{id}",
@@ -47,9 +48,33 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
         .merge(api)
         .merge(mcp)
         .fallback(json::no_route)
         .method_not_allowed_fallback(json::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Counts and times every answered request for this node's metrics, by kind of route.
+async fn track(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let kind = if path.starts_with("/servers/") {
+        "mcp"
+    } else if path.starts_with("/api/") {
+        "admin"
+    } else {
+        "probe"
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe(kind, response.status().as_u16(), started.elapsed());
+    response
 }

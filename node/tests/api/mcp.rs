@@ -923,3 +923,71 @@ async fn drain_waits_for_active_calls_and_reset_retires_everything() {
         app.stop().await;
     }
 }
+
+/// Disabling a pool drains it gracefully: a call in flight when the pool is disabled completes,
+/// the idle session is closed, the busy one leaves once its call ends, and new calls still work
+/// (without the pool).
+#[tokio::test]
+async fn disabling_a_pool_drains_it_gracefully() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(
+        &app,
+        "off",
+        &up.url(),
+        json!({"pool_max_size": 2, "pool_isolation": "shared", "pool_session_capacity": 1}),
+    )
+    .await;
+    let mut first = Client::new(&app, "off", "alice");
+    first.initialize().await;
+    let mut bob = Client::new(&app, "off", "bob");
+    bob.initialize().await;
+    // Two sessions in the pool: one busy with a slow call, one idle.
+    let stats = || async {
+        app.admin(reqwest::Method::GET, "/api/servers/off/pool/stats", None)
+            .await
+            .1
+    };
+    let slow = {
+        let c = first.via(&app, "off");
+        tokio::spawn(async move { c.call(7, "slow", json!({"ms": 800})).await })
+    };
+    while stats().await["active_sessions"] != 1 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bob.call_ok(2, "echo", json!({"text": "fill"})).await;
+    assert_eq!(stats().await["total_sessions"], 2);
+    let (status, _) = app
+        .admin(
+            reqwest::Method::PUT,
+            "/api/servers/off/pool/config",
+            Some(json!({"pool_enabled": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let now = stats().await;
+    assert_eq!(now["active_sessions"], 1, "{now}");
+    assert_eq!(now["total_sessions"], 1, "the idle session closed at once: {now}");
+    let (status, body) = slow.await.expect("task");
+    assert_eq!(status, StatusCode::OK);
+    let answer = match body {
+        Value::Array(mut events) => events.pop().unwrap_or(Value::Null),
+        b => b,
+    };
+    assert!(answer["result"].is_object(), "the call in flight completed: {answer}");
+    // The busy session left the pool when its call ended.
+    let mut left = Value::Null;
+    for _ in 0..50 {
+        left = stats().await;
+        if left["total_sessions"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left["total_sessions"], 0, "{left}");
+    // New clients still get served (a session of their own, outside the pool).
+    let mut later = Client::new(&app, "off", "carol");
+    later.initialize().await;
+    later.call_ok(3, "echo", json!({"text": "still here"})).await;
+    app.stop().await;
+}

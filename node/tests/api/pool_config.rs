@@ -70,7 +70,8 @@ async fn valid_changes_apply_partially(backend: Backend) {
         "server_id": "s1", "name": "Server s1",
         "pool_enabled": true, "pool_strategy": "weighted", "pool_min_size": 3, "pool_max_size": 15,
         "pool_timeout": 45, "pool_recycle_seconds": 7200, "pool_pre_ping": false,
-        "pool_isolation": "shared", "pool_session_capacity": 4, "pool_lease_ttl": 90, "pool_idle_ttl": 600
+        "pool_isolation": "shared", "pool_session_capacity": 4, "pool_lease_ttl": 90, "pool_idle_ttl": 600,
+        "pool_auto_optimize": false
     });
     assert_eq!(view, expected);
     // The seed's short names, partial: only max_size changes.

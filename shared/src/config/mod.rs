@@ -748,6 +748,7 @@ fn pool_defaults(src: &Sources<'_>) -> Result<PoolConfig, ConfigError> {
         pool_session_capacity: int(&keys::POOL_DEFAULT_SESSION_CAPACITY)?,
         pool_lease_ttl: int(&keys::POOL_DEFAULT_LEASE_TTL)?,
         pool_idle_ttl: int(&keys::POOL_DEFAULT_IDLE_TTL)?,
+        pool_auto_optimize: None,
     };
     PoolConfig::default().apply(&patch).map_err(|e| {
         let key = match e.field.as_str() {

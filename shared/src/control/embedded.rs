@@ -991,6 +991,11 @@ impl EmbeddedControlPlane {
         Ok(state)
     }
 
+    pub async fn leader(&self) -> Result<Option<(String, u64)>, ControlError> {
+        let state = self.leader_state()?;
+        Ok(state.leader.as_ref().and_then(|(v, _)| super::parse_leader(v)))
+    }
+
     pub async fn campaign(&self, holder: &str, ttl: Duration) -> Result<Campaign, ControlError> {
         let mut state = self.leader_state()?;
         if let Some((by, _)) = &state.leader {

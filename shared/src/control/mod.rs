@@ -444,6 +444,12 @@ impl PoolStats {
     }
 }
 
+/// Splits a leader value `holder|term`.
+pub(crate) fn parse_leader(value: &str) -> Option<(String, u64)> {
+    let (holder, term) = value.rsplit_once('|')?;
+    Some((holder.to_owned(), term.parse().ok()?))
+}
+
 /// Outcome of a leadership campaign.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Campaign {
@@ -607,6 +613,11 @@ impl ControlPlane {
     /// A receiver that changes whenever capacity may have been freed in `pool`.
     pub async fn changes(&self, pool: &ServerId) -> Result<watch::Receiver<u64>, ControlError> {
         dispatch!(self, |b| b.changes(pool).await)
+    }
+
+    /// The current leader (holder, term), if any: for `/ready`, metrics and poolctl.
+    pub async fn leader(&self) -> Result<Option<(String, u64)>, ControlError> {
+        dispatch!(self, |b| b.leader().await)
     }
 
     /// Tries to become leader for `ttl`.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fred::clients::{Client, SubscriberClient};
-use fred::interfaces::{EventInterface, HashesInterface, PubsubInterface, SetsInterface};
+use fred::interfaces::{EventInterface, HashesInterface, KeysInterface, PubsubInterface, SetsInterface};
 use fred::prelude::{Builder, ClientLike, Config as FredConfig, Error as FredError, ErrorKind, ReconnectPolicy};
 use fred::types::scripts::Script;
 use fred::types::Value;
@@ -519,6 +519,12 @@ impl RedisControlPlane {
             }
             _ => Err(ControlError::Protocol(format!("campaign reply {reply:?}"))),
         }
+    }
+
+    pub async fn leader(&self) -> Result<Option<(String, u64)>, ControlError> {
+        let [holder, _] = leader_keys(&self.prefix);
+        let value: Option<String> = self.bounded(self.client.get(holder)).await?;
+        Ok(value.as_deref().and_then(super::parse_leader))
     }
 
     pub async fn leader_op(&self, op: &str, holder: &str, term: u64, ttl: Duration) -> Result<bool, ControlError> {

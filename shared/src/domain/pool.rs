@@ -131,6 +131,8 @@ pub struct PoolConfig {
     pub pool_session_capacity: u32,
     pub pool_lease_ttl: u32,
     pub pool_idle_ttl: u32,
+    /// Apply the optimizer's recommendation automatically (with hysteresis; audited).
+    pub pool_auto_optimize: bool,
 }
 
 impl Default for PoolConfig {
@@ -147,6 +149,7 @@ impl Default for PoolConfig {
             pool_session_capacity: DEFAULT_POOL_SESSION_CAPACITY,
             pool_lease_ttl: DEFAULT_POOL_LEASE_TTL,
             pool_idle_ttl: DEFAULT_POOL_IDLE_TTL,
+            pool_auto_optimize: false,
         }
     }
 }
@@ -261,6 +264,13 @@ pub struct PoolConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub pool_idle_ttl: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "auto_optimize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_auto_optimize: Option<bool>,
 }
 
 /// Every JSON key a [`PoolConfigPatch`] accepts (names and aliases): bodies that mix server and
@@ -289,6 +299,8 @@ pub const PATCH_FIELDS: &[&str] = &[
     "lease_ttl",
     "pool_idle_ttl",
     "idle_ttl",
+    "pool_auto_optimize",
+    "auto_optimize",
 ];
 
 impl PoolConfigPatch {
@@ -345,6 +357,9 @@ impl PoolConfig {
         if let Some(v) = patch.pool_idle_ttl {
             next.pool_idle_ttl = ranged("pool_idle_ttl", v, 1, MAX_TTL_SECONDS, " seconds")?;
         }
+        if let Some(v) = patch.pool_auto_optimize {
+            next.pool_auto_optimize = v;
+        }
         if next.pool_min_size > next.pool_max_size {
             // Name the field the caller touched, so the error points at what they sent.
             let field = if patch.pool_min_size.is_some() || patch.pool_max_size.is_none() {
@@ -377,6 +392,7 @@ impl PoolConfig {
             pool_session_capacity: Some(self.pool_session_capacity.into()),
             pool_lease_ttl: Some(self.pool_lease_ttl.into()),
             pool_idle_ttl: Some(self.pool_idle_ttl.into()),
+            pool_auto_optimize: Some(self.pool_auto_optimize),
         }
     }
 }
@@ -531,7 +547,7 @@ mod tests {
     #[test]
     fn patch_fields_lists_every_accepted_key() {
         for key in PATCH_FIELDS {
-            let value = if key.ends_with("enabled") || key.ends_with("pre_ping") {
+            let value = if key.ends_with("enabled") || key.ends_with("pre_ping") || key.ends_with("auto_optimize") {
                 serde_json::json!(true)
             } else if key.ends_with("strategy") || key.ends_with("isolation") {
                 serde_json::json!("x")
@@ -542,6 +558,6 @@ mod tests {
             let patch: PoolConfigPatch = serde_json::from_value(body).expect(key);
             assert!(!patch.is_empty(), "{key}");
         }
-        assert_eq!(PATCH_FIELDS.len(), 22);
+        assert_eq!(PATCH_FIELDS.len(), 24);
     }
 }

@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use super::{with_db, Store, StoreError};
 
 /// One snapshot row: counters are deltas over `window_seconds`; ratios may be unknown.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StrategySnapshot {
     pub pool_id: Option<String>,
     pub server_id: String,
@@ -24,6 +24,17 @@ pub struct StrategySnapshot {
     pub utilization: Option<f64>,
     pub utilization_skew: Option<f64>,
     pub reuse_rate: Option<f64>,
+    /// Request time (lease hold) percentiles in the window.
+    pub hold_p50_ms: Option<f64>,
+    pub hold_p99_ms: Option<f64>,
+    /// Slowest endpoint's mean request time over the fastest's (endpoints with enough requests).
+    pub endpoint_spread: Option<f64>,
+    /// Share of requests whose user had been seen before (shared isolation).
+    pub returning_share: Option<f64>,
+    /// Share of returning users' requests that landed on their previous slot.
+    pub affinity_hit_rate: Option<f64>,
+    /// Mean request time of returning users on another slot minus on their previous slot (ms).
+    pub miss_penalty_ms: Option<f64>,
 }
 
 impl Store {
@@ -32,7 +43,9 @@ impl Store {
             sqlx::query(
                 "INSERT INTO pool_strategy_metrics (pool_id, server_id, strategy, recorded_at, window_seconds, \
                  acquisitions, timeouts, errors, rebinds, wait_p50_ms, wait_p95_ms, wait_p99_ms, utilization, \
-                 utilization_skew, reuse_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 utilization_skew, reuse_rate, hold_p50_ms, hold_p99_ms, endpoint_spread, returning_share, \
+                 affinity_hit_rate, miss_penalty_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19, $20, $21)",
             )
             .bind(s.pool_id.clone())
             .bind(s.server_id.clone())
@@ -49,6 +62,12 @@ impl Store {
             .bind(s.utilization)
             .bind(s.utilization_skew)
             .bind(s.reuse_rate)
+            .bind(s.hold_p50_ms)
+            .bind(s.hold_p99_ms)
+            .bind(s.endpoint_spread)
+            .bind(s.returning_share)
+            .bind(s.affinity_hit_rate)
+            .bind(s.miss_penalty_ms)
             .execute(pool)
             .await?;
             Ok(())
@@ -71,8 +90,8 @@ impl Store {
         with_db!(self, |pool, _d| {
             let rows = sqlx::query(
                 "SELECT pool_id, server_id, strategy, recorded_at, window_seconds, acquisitions, timeouts, errors, \
-                 rebinds, wait_p50_ms, wait_p95_ms, wait_p99_ms, utilization, utilization_skew, reuse_rate \
-                 FROM pool_strategy_metrics WHERE server_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT $2",
+                 rebinds, wait_p50_ms, wait_p95_ms, wait_p99_ms, utilization, utilization_skew, reuse_rate, \
+                 hold_p50_ms, hold_p99_ms, endpoint_spread, returning_share, affinity_hit_rate, miss_penalty_ms FROM pool_strategy_metrics WHERE server_id = $1 ORDER BY recorded_at DESC, id DESC LIMIT $2",
             )
             .bind(server_id)
             .bind(limit.clamp(1, 10_000))
@@ -96,6 +115,12 @@ impl Store {
                     utilization: r.try_get("utilization")?,
                     utilization_skew: r.try_get("utilization_skew")?,
                     reuse_rate: r.try_get("reuse_rate")?,
+                    hold_p50_ms: r.try_get("hold_p50_ms")?,
+                    hold_p99_ms: r.try_get("hold_p99_ms")?,
+                    endpoint_spread: r.try_get("endpoint_spread")?,
+                    returning_share: r.try_get("returning_share")?,
+                    affinity_hit_rate: r.try_get("affinity_hit_rate")?,
+                    miss_penalty_ms: r.try_get("miss_penalty_ms")?,
                 });
             }
             Ok(out)

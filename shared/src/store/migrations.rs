@@ -38,6 +38,7 @@ const POSTGRES: &[Embedded] = embed!("postgres":
     20260101000004 "create_pool_strategy_metrics",
     20260101000005 "create_admin_audit_log",
     20260101000006 "create_instance_settings",
+    20260101000007 "optimizer_inputs",
 );
 
 const SQLITE: &[Embedded] = embed!("sqlite":
@@ -47,6 +48,7 @@ const SQLITE: &[Embedded] = embed!("sqlite":
     20260101000004 "create_pool_strategy_metrics",
     20260101000005 "create_admin_audit_log",
     20260101000006 "create_instance_settings",
+    20260101000007 "optimizer_inputs",
 );
 
 fn migrator(list: &[Embedded]) -> Migrator {

@@ -13,17 +13,17 @@ use crate::domain::server::{Endpoint, Server, ServerId, UpstreamHeaders};
 
 const COLUMNS: &str = "id, name, endpoints, upstream_headers, created_at, updated_at, pool_enabled, \
     pool_strategy, pool_min_size, pool_max_size, pool_timeout, pool_recycle_seconds, pool_pre_ping, \
-    pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl";
+    pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize";
 
 const INSERT: &str = "INSERT INTO servers (id, name, endpoints, upstream_headers, created_at, updated_at, \
     pool_enabled, pool_strategy, pool_min_size, pool_max_size, pool_timeout, pool_recycle_seconds, \
-    pool_pre_ping, pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+    pool_pre_ping, pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 const UPDATE: &str = "UPDATE servers SET name = $2, endpoints = $3, upstream_headers = $4, created_at = $5, \
     updated_at = $6, pool_enabled = $7, pool_strategy = $8, pool_min_size = $9, pool_max_size = $10, \
     pool_timeout = $11, pool_recycle_seconds = $12, pool_pre_ping = $13, pool_isolation = $14, \
-    pool_session_capacity = $15, pool_lease_ttl = $16, pool_idle_ttl = $17 WHERE id = $1";
+    pool_session_capacity = $15, pool_lease_ttl = $16, pool_idle_ttl = $17, pool_auto_optimize = $18 WHERE id = $1";
 
 const INSERT_POOL: &str =
     "INSERT INTO session_pools (id, server_id, strategy, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)";
@@ -48,6 +48,7 @@ struct ServerRow {
     pool_session_capacity: i32,
     pool_lease_ttl: i32,
     pool_idle_ttl: i32,
+    pool_auto_optimize: bool,
 }
 
 /// Decodes a row selected with [`COLUMNS`] (a macro: the row type differs per backend).
@@ -72,6 +73,7 @@ macro_rules! server_row {
             pool_session_capacity: row.try_get("pool_session_capacity")?,
             pool_lease_ttl: row.try_get("pool_lease_ttl")?,
             pool_idle_ttl: row.try_get("pool_idle_ttl")?,
+            pool_auto_optimize: row.try_get("pool_auto_optimize")?,
         }
         .into_server()?
     }};
@@ -99,6 +101,7 @@ macro_rules! bind_server {
             .bind(r.pool_session_capacity)
             .bind(r.pool_lease_ttl)
             .bind(r.pool_idle_ttl)
+            .bind(r.pool_auto_optimize)
     }};
 }
 
@@ -130,6 +133,7 @@ impl ServerRow {
             pool_session_capacity: int(p.pool_session_capacity)?,
             pool_lease_ttl: int(p.pool_lease_ttl)?,
             pool_idle_ttl: int(p.pool_idle_ttl)?,
+            pool_auto_optimize: p.pool_auto_optimize,
         })
     }
 
@@ -153,6 +157,7 @@ impl ServerRow {
             pool_session_capacity: uint(self.pool_session_capacity)?,
             pool_lease_ttl: uint(self.pool_lease_ttl)?,
             pool_idle_ttl: uint(self.pool_idle_ttl)?,
+            pool_auto_optimize: self.pool_auto_optimize,
         };
         let pool = PoolConfig::default()
             .apply(&pool.to_patch())

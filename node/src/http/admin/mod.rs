@@ -41,6 +41,14 @@ pub(crate) async fn propagate(state: &crate::state::AppState, server: &poolgate_
     if let Err(e) = state.control.sync(&server.id, &spec).await {
         tracing::warn!(server_id = %server.id, error = %e, "pool configuration not pushed to the control plane");
     }
+    if !server.pool.pool_enabled {
+        // A disabled pool drains gracefully: running requests and bound clients finish.
+        match ops::mark_draining(state, server).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(server_id = %server.id, sessions = n, "pool disabled: draining"),
+            Err(e) => tracing::warn!(server_id = %server.id, error = %e, "pool disabled but not drained yet"),
+        }
+    }
 }
 
 /// The server, or the 404 every admin route answers for an unknown one.

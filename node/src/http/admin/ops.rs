@@ -176,15 +176,7 @@ pub async fn drain(
         )));
     }
     let mut changes = state.control.changes(&server.id).await.map_err(control_unavailable)?;
-    let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
-    for slot in &slots {
-        let changed = state
-            .control
-            .mark(&server.id, &slot.id, poolgate_shared::control::SlotState::Draining)
-            .await
-            .map_err(control_unavailable)?;
-        close_now(&state, &server, changed.closed).await;
-    }
+    mark_draining(&state, &server).await.map_err(control_unavailable)?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let left = loop {
         let s = state.control.stats(&server.id).await.map_err(control_unavailable)?;
@@ -227,6 +219,61 @@ pub async fn reset(
     Ok(Json(json!({"server_id": id, "retired": slots.len(), "closed": closed})))
 }
 
+/// Marks every slot of the pool draining: no new leases or bindings; idle unbound sessions close
+/// at once, bound ones when their client session ends, busy ones when their lease ends. Also what
+/// disabling a pool does (gracefully: nobody's request is cut).
+pub async fn mark_draining(state: &AppState, server: &Server) -> Result<usize, ControlError> {
+    let slots = state.control.slots(&server.id).await?;
+    let mut marked = 0;
+    for slot in slots
+        .iter()
+        .filter(|s| s.state == poolgate_shared::control::SlotState::Ready)
+    {
+        let changed = state
+            .control
+            .mark(&server.id, &slot.id, poolgate_shared::control::SlotState::Draining)
+            .await?;
+        marked += 1;
+        close_now(state, server, changed.closed).await;
+    }
+    Ok(marked)
+}
+
 async fn close_now(state: &AppState, server: &Server, closed: Vec<poolgate_shared::control::SlotRecord>) {
     poolgate_shared::housekeeping::cleanup::close_removed(&state.upstream, Some(server), &closed).await;
+}
+
+/// `GET /api/servers/{id}/pool/optimize`: the optimizer's recommendation for this pool, with its
+/// reasons, the fitted workload and the simulated figures per strategy (see
+/// `poolgate_shared::optimizer`). Reading it changes nothing; `pool_auto_optimize` lets the
+/// coordinator apply it (with hysteresis, audited).
+pub async fn optimize(
+    State(state): State<AppState>,
+    Reader(_): Reader,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<Json<Value>, ApiError> {
+    use poolgate_shared::optimizer;
+    let server = super::load_server(&state, &id).await?;
+    let history = state
+        .store
+        .list_snapshots(server.id.as_str(), optimizer::HISTORY_ROWS)
+        .await?;
+    let (pool, current, shape) = (
+        server.id.to_string(),
+        server.pool.pool_strategy,
+        optimizer::shape_for(&server),
+    );
+    let now = poolgate_shared::domain::now();
+    // Simulations take milliseconds to tenths of a second: off the async workers.
+    let rec = tokio::task::spawn_blocking(move || {
+        optimizer::recommend(&pool, &history, current, &shape, now, &optimizer::Settings::default())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("optimizer failed: {e}")))?;
+    let mut body = serde_json::to_value(&rec).map_err(|e| ApiError::internal(format!("optimizer result: {e}")))?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("server_id".into(), json!(server.id));
+        map.insert("auto_optimize".into(), json!(server.pool.pool_auto_optimize));
+    }
+    Ok(Json(body))
 }
