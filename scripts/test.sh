@@ -36,6 +36,8 @@ cd -- "$REPO_ROOT"
 source "${SCRIPT_DIR}/lib/services.sh"
 # shellcheck source=scripts/lib/peers.sh
 source "${SCRIPT_DIR}/lib/peers.sh"
+# shellcheck source=scripts/lib/deploy_check.sh
+source "${SCRIPT_DIR}/lib/deploy_check.sh"
 
 export RUST_BACKTRACE=1
 if [[ -n "${CI:-}" ]]; then
@@ -127,6 +129,8 @@ fi
 
 phase fmt cargo fmt --all -- --check
 phase clippy cargo clippy --workspace --all-targets "${LOCKED[@]}" -- -D warnings
+# Deployment material: manifests, Prometheus rules (promtool), dashboard, Dockerfile.
+phase deploy deploy_check
 
 # Test parallelism: both runners default to the number of CPUs; leave it.
 if cargo nextest --version >/dev/null 2>&1; then

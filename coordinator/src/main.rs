@@ -86,15 +86,114 @@ async fn run(config: Config) -> anyhow::Result<()> {
         interval: config.pooling.manager.health_check_interval,
     };
     let check = tokio::spawn(health.run(wait(stopped.clone())));
-    let clean = tokio::spawn(cleanup.run(wait(stopped)));
+    let clean = tokio::spawn(cleanup.run(wait(stopped.clone())));
+    let addr = format!("{}:{}", config.server.host, config.server.coordinator_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (COORDINATOR_PORT)"))?;
+    tracing::info!(addr = %listener.local_addr()?, "probes and metrics listening");
+    let probes = Probes {
+        leadership: leadership.clone(),
+        control: control.clone(),
+        store: store.clone(),
+        node: host.clone(),
+    };
+    let router = probes.router();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(wait(stopped))
+            .await
+    });
     shutdown::signal().await;
     let _ = stop.send(true);
     // The election task resigns on its way out, so another replica can lead at once.
     let _ = elect.await;
     let _ = clean.await;
     let _ = check.await;
+    let _ = http.await;
     control.close().await;
     store.close().await;
     tracing::info!(%holder, "coordinator stopped");
     Ok(())
+}
+
+/// `/health` (liveness), `/ready` (database and Redis answer) and `/metrics` of a coordinator.
+#[derive(Clone)]
+struct Probes {
+    leadership: Leadership,
+    control: ControlPlane,
+    store: Store,
+    node: String,
+}
+
+impl Probes {
+    fn router(self) -> axum::Router {
+        use axum::routing::get;
+        axum::Router::new()
+            .route(
+                "/health",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .route("/ready", get(ready))
+            .route("/metrics", get(metrics))
+            .with_state(self)
+    }
+}
+
+/// Longest a readiness check waits for one dependency.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn ready(
+    axum::extract::State(p): axum::extract::State<Probes>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let (db, redis) = tokio::join!(
+        tokio::time::timeout(CHECK_TIMEOUT, p.store.ping()),
+        tokio::time::timeout(CHECK_TIMEOUT, p.control.ping()),
+    );
+    let mut causes = Vec::new();
+    if !matches!(db, Ok(Ok(()))) {
+        causes.push("database");
+    }
+    if !matches!(redis, Ok(Ok(()))) {
+        causes.push("redis");
+    }
+    let status = if causes.is_empty() {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if causes.is_empty() { "ready" } else { "not_ready" },
+        "causes": causes,
+        "detail": {"holder": p.leadership.holder(), "leader_term": p.leadership.term()},
+    });
+    (status, axum::Json(body))
+}
+
+async fn metrics(axum::extract::State(p): axum::extract::State<Probes>) -> impl axum::response::IntoResponse {
+    let leading = u8::from(p.leadership.term().is_some());
+    let term = match p.control.leader().await {
+        Ok(Some((_, term))) => term.to_string(),
+        Ok(None) => "0".to_owned(),
+        // Unknown: leave the series out rather than report a wrong term.
+        Err(_) => String::new(),
+    };
+    let node = p.node.replace('\\', "\\\\").replace('"', "\\\"");
+    let mut text = format!(
+        "# HELP poolgate_coordinator_is_leader 1 while this coordinator acts as the fleet's leader\n\
+         # TYPE poolgate_coordinator_is_leader gauge\npoolgate_coordinator_is_leader{{node=\"{node}\"}} {leading}\n"
+    );
+    if !term.is_empty() {
+        text.push_str(&format!(
+            "# HELP poolgate_leader_term The current leader's fencing token (0: none)\n\
+             # TYPE poolgate_leader_term gauge\npoolgate_leader_term {term}\n"
+        ));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
 }

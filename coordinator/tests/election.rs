@@ -59,6 +59,16 @@ impl Coordinator {
             .map(|(at, _)| *at)
     }
 
+    /// Where its probes listen, from its start-up log line.
+    fn addr(&self) -> String {
+        wait_for("the probes' address", Duration::from_secs(10), || {
+            let log = self.log.lock().ok()?;
+            let line = log.iter().find(|(_, l)| l.contains("probes and metrics listening"))?;
+            let rest = line.1.split("addr=").nth(1)?;
+            Some(rest.split_whitespace().next()?.trim_matches('"').to_owned())
+        })
+    }
+
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
@@ -100,6 +110,8 @@ async fn kill_and_pause_the_leader() {
         ("REDIS_LEADER_RENEW_DEADLINE", "2".to_owned()),
         ("REDIS_LEADER_HEARTBEAT_INTERVAL", HEARTBEAT_S.to_string()),
         ("LOG_LEVEL", "info".to_owned()),
+        ("COORDINATOR_PORT", "0".to_owned()),
+        ("HOST", "127.0.0.1".to_owned()),
     ];
     let start = Instant::now();
     let mut coords: Vec<Option<Coordinator>> = (0..3).map(|_| Some(Coordinator::start(&env))).collect();
@@ -115,6 +127,33 @@ async fn kill_and_pause_the_leader() {
     });
     std::thread::sleep(Duration::from_secs(HEARTBEAT_S * 2));
     assert_eq!(leaders(&coords, start), vec![first], "exactly one leader");
+    // Each coordinator's /metrics tells whether it leads, and all agree on the term.
+    let mut terms = Vec::new();
+    for (i, c) in coords.iter().enumerate() {
+        let c = c.as_ref().expect("alive");
+        let addr = c.addr();
+        let http = reqwest::Client::new();
+        let ready = http.get(format!("http://{addr}/ready")).send().await.expect("ready");
+        assert_eq!(ready.status(), 200);
+        let text = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        let leading = text
+            .lines()
+            .any(|l| l.starts_with("poolgate_coordinator_is_leader{") && l.ends_with(" 1"));
+        assert_eq!(leading, i == first, "coordinator {i}: {text}");
+        terms.push(
+            text.lines()
+                .find(|l| l.starts_with("poolgate_leader_term "))
+                .map(str::to_owned),
+        );
+    }
+    assert!(terms.iter().all(|t| t.is_some() && *t == terms[0]), "{terms:?}");
 
     // SIGKILL the leader: another leads within TTL + one heartbeat.
     let killed = Instant::now();

@@ -163,3 +163,104 @@ async fn scrapes_within_the_cache_period_share_one_read() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Every metric the Grafana dashboard and the Prometheus rules in deploy/ query is one a live
+/// node exports (histograms by their family name), so the dashboard and alerts cannot rot.
+#[tokio::test]
+async fn dashboard_and_alerts_query_only_exported_metrics() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
+    register(
+        &a,
+        "dash",
+        &up.url(),
+        json!({"pool_max_size": 2, "pool_isolation": "shared"}),
+    )
+    .await;
+    let mut c = Client::new(&a, "dash", "alice");
+    c.initialize().await;
+    c.call_ok(1, "echo", json!({"text": "x"})).await;
+    let exported: std::collections::BTreeSet<String> = scrape(&a)
+        .await
+        .keys()
+        .map(|series| series.split('{').next().unwrap_or(series).to_owned())
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut checked = 0;
+    for file in [
+        "deploy/grafana/pool-dashboard.json",
+        "deploy/prometheus/alerts.yml",
+        "deploy/prometheus/seed_alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        // The queries: every `expr` of the dashboard's targets and of the rules.
+        let doc: serde_json::Value = if file.ends_with(".json") {
+            serde_json::from_str(&text).expect(file)
+        } else {
+            serde_yaml::from_str(&text).expect(file)
+        };
+        let mut exprs = Vec::new();
+        collect_exprs(&doc, &mut exprs);
+        assert!(!exprs.is_empty(), "{file}: no expressions");
+        // The coordinator's own series come from the coordinator (coordinator/tests).
+        let names = exprs
+            .iter()
+            .flat_map(|e| metric_names(e))
+            .filter(|n| !n.starts_with("poolgate_coordinator_"));
+        for name in names {
+            // Counters, gauges and histogram series (`_bucket`, `_sum`, `_count`) as exported.
+            assert!(
+                exported.contains(&name),
+                "{file} queries {name}, which no node exports: {exported:#?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 20, "only {checked} metric references found");
+    b.stop().await;
+    a.stop().await;
+}
+
+/// Identifiers that look like poolgate's metric names (`mcpgateway_*`, `mcp_gateway_*`,
+/// `poolgate_*`), excluding recording-rule and label names that share the prefix.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &text[i..];
+        let starts = ["mcpgateway_", "mcp_gateway_", "poolgate_"]
+            .iter()
+            .any(|p| rest.starts_with(p));
+        let boundary =
+            i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_' || bytes[i - 1] == b':');
+        if starts && boundary {
+            let len = rest
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(rest.len());
+            out.push(rest[..len].to_owned());
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every string under an `expr` key.
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}

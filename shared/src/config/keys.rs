@@ -27,6 +27,8 @@ const fn key(env: &'static str, path: &'static str) -> Key {
 pub const HOST: Key = key("HOST", "server.host");
 pub const PORT: Key = key("PORT", "server.port");
 pub const LOG_LEVEL: Key = key("LOG_LEVEL", "server.log_level");
+/// Where `poolgate-coordinator` serves `/health`, `/ready` and `/metrics` (on HOST).
+pub const COORDINATOR_PORT: Key = key("COORDINATOR_PORT", "server.coordinator_port");
 /// Seconds a stopping node lets in-flight requests finish.
 pub const SHUTDOWN_GRACE_SECONDS: Key = key("SHUTDOWN_GRACE_SECONDS", "server.shutdown_grace_seconds");
 /// Largest admin API request body in bytes.
@@ -148,6 +150,7 @@ pub const REDIS_LEADER_RENEW_DEADLINE: Key = key("REDIS_LEADER_RENEW_DEADLINE", 
 pub const ALL: &[Key] = &[
     HOST,
     PORT,
+    COORDINATOR_PORT,
     LOG_LEVEL,
     SHUTDOWN_GRACE_SECONDS,
     ADMIN_BODY_LIMIT,

@@ -19,6 +19,7 @@ use keys::Key;
 
 pub const DEFAULT_HOST: &str = "0.0.0.0";
 pub const DEFAULT_PORT: u16 = 4444;
+pub const DEFAULT_COORDINATOR_PORT: u16 = 9100;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 30;
 pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 64 * 1024;
@@ -255,6 +256,8 @@ pub fn redact_url(raw: &str) -> String {
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
+    /// The coordinator's probe and metrics port.
+    pub coordinator_port: u16,
     pub log_level: String,
     pub shutdown_grace: Duration,
     pub admin_body_limit: usize,
@@ -387,6 +390,11 @@ impl Config {
                 .map(|(v, _)| v)
                 .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
             port: src.get(&keys::PORT, DEFAULT_PORT, "must be a port number 0-65535")?,
+            coordinator_port: src.get(
+                &keys::COORDINATOR_PORT,
+                DEFAULT_COORDINATOR_PORT,
+                "must be a port number 0-65535",
+            )?,
             log_level: src
                 .get_opt_string(&keys::LOG_LEVEL)
                 .map(|(v, _)| v.to_ascii_lowercase())
@@ -638,6 +646,7 @@ impl Config {
             ),
             (keys::HOST.env, self.server.host.clone()),
             (keys::PORT.env, self.server.port.to_string()),
+            (keys::COORDINATOR_PORT.env, self.server.coordinator_port.to_string()),
             (keys::LOG_LEVEL.env, self.server.log_level.clone()),
             (
                 keys::SHUTDOWN_GRACE_SECONDS.env,
