@@ -481,3 +481,108 @@ async fn auto_optimize_applies_a_confirmed_recommendation_with_an_audit_row() {
     assert_eq!(snaps.tick().await.optimized, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A seeded randomized run: four campaigners on their own connections, driven step by step; at
+/// random the leader pauses (stops renewing, like SIGSTOP or a GC pause) for up to twice the TTL,
+/// or dies and is replaced by a new process. Sampled every few milliseconds, never two act at
+/// once; every acting leader writes with its fencing token, and the writes Redis accepts never
+/// go back to an older term, whoever wakes up late. `POOLGATE_TEST_SEED` replays a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_random_pauses_and_kills_never_give_two_acting_leaders() {
+    use poolgate_shared::optimizer::sim::Rng;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let seed = match std::env::var("POOLGATE_TEST_SEED") {
+        Ok(raw) => match raw.trim().strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => raw.trim().parse(),
+        }
+        .unwrap_or_else(|e| panic!("POOLGATE_TEST_SEED={raw}: {e}")),
+        Err(_) => 0x1ead_5eed,
+    };
+    eprintln!("seed {seed:#x} (POOLGATE_TEST_SEED={seed:#x} replays the choices; timing is real)");
+    let prefix = prefix();
+    let pool = ServerId::parse("fenced").expect("id");
+    let accepted: Arc<std::sync::Mutex<Vec<u64>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let slots: Arc<std::sync::Mutex<Vec<Leadership>>> = Arc::default();
+    let mut drivers = Vec::new();
+    for i in 0..4u64 {
+        let (prefix, pool, accepted, done, my_slots) = (
+            prefix.clone(),
+            pool.clone(),
+            accepted.clone(),
+            done.clone(),
+            slots.clone(),
+        );
+        drivers.push(tokio::spawn(async move {
+            let mut rng = Rng::new(seed ^ (i + 1).wrapping_mul(0x9E37_79B9));
+            let mut generation = 0;
+            let mut me = Leadership::new(redis_plane(&prefix).await, format!("c{i}-g0"), TIMING);
+            let plane = redis_plane(&prefix).await;
+            my_slots.lock().expect("slots").push(me.clone());
+            let index = i as usize;
+            while !done.load(Ordering::Relaxed) {
+                let _ = me.tick().await;
+                if let Some(term) = me.term() {
+                    // Act: a fenced write with our token.
+                    if plane.fence(&pool, term).await.is_ok() {
+                        accepted.lock().expect("accepted").push(term);
+                    }
+                    match rng.below(10) {
+                        // Pause without renewing: up to 2 x TTL.
+                        0 => {
+                            let ms = rng.below(2 * TIMING.ttl.as_millis() as u64);
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            // Woken up: a stale leader tries to write before noticing anything.
+                            if plane.fence(&pool, term).await.is_ok() {
+                                accepted.lock().expect("accepted").push(term);
+                            }
+                        }
+                        // Die without resigning; a new process takes this slot.
+                        1 => {
+                            generation += 1;
+                            me = Leadership::new(redis_plane(&prefix).await, format!("c{i}-g{generation}"), TIMING);
+                            my_slots.lock().expect("slots")[index] = me.clone();
+                        }
+                        _ => {}
+                    }
+                }
+                tokio::time::sleep(TIMING.heartbeat).await;
+            }
+        }));
+        // Let each driver register in order.
+        while slots.lock().expect("slots").len() <= i as usize {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let started = Instant::now();
+    let (mut samples, mut max_acting, mut terms_seen) = (0u64, 0usize, std::collections::BTreeSet::new());
+    while started.elapsed() < Duration::from_secs(8) {
+        let ls = slots.lock().expect("slots").clone();
+        let acting: Vec<u64> = ls.iter().filter_map(Leadership::term).collect();
+        max_acting = max_acting.max(acting.len());
+        assert!(acting.len() <= 1, "seed {seed:#x}: two acting leaders {acting:?}");
+        terms_seen.extend(acting);
+        samples += 1;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    for d in drivers {
+        let _ = d.await;
+    }
+    let writes = accepted.lock().expect("accepted").clone();
+    assert!(
+        writes.windows(2).all(|w| w[0] <= w[1]),
+        "seed {seed:#x}: an older term's write was accepted after a newer one: {writes:?}"
+    );
+    eprintln!(
+        "seed {seed:#x}: {samples} samples, {} leadership terms, {} fenced writes accepted",
+        terms_seen.len(),
+        writes.len()
+    );
+    assert!(
+        terms_seen.len() >= 2,
+        "seed {seed:#x}: leadership never moved: {terms_seen:?}"
+    );
+    assert_eq!(max_acting, 1);
+}

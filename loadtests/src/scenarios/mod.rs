@@ -722,9 +722,10 @@ async fn scenario_e(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
     let node = start_node(&ctx.bins, &dir, "node", &embedded_env(&dir, "node")).await?;
     let admin = Admin::new(&node_base(&node), None)?;
     let w = ctx.workers();
-    // One slot more than workers: under `none` the slot leased for the first shared-isolation
-    // initialize stays idle for good and holds one unit of capacity (see the notes).
-    let max = w as u32 + 1;
+    // Room for a slot per worker plus one per client session: under `none` the slot each
+    // concurrent shared-isolation initialize leases (before the node caches the initialize result)
+    // stays idle for good and holds capacity (see the notes).
+    let max = 2 * w as u32 + 1;
     admin
         .create_server(
             "pooled",
@@ -739,7 +740,7 @@ async fn scenario_e(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
         "one embedded node; test upstream whose initialize costs 20 ms; shared isolation, max {max} slots of capacity 1; echo calls, closed loop {w} workers; pooled = round_robin over warm sessions, none = a new upstream session per call (what a gateway creating a session per call does); two servers on the same upstream, so neither run inherits the other's sessions"
     );
     res.notes.push(
-        "Under `pool_strategy: none` idle slots are never leased again and never retired: the slot leased for a shared-isolation client's initialize (released without retire) and any slot left from before a switch to `none` (or created by warm-up for pool_min_size) keep counting toward pool_max_size. Switching a pool with pool_max_size idle slots to `none` stalls every new request until pool_timeout; this scenario uses a separate server for `none` and max = workers + 1.".into(),
+        "Node finding: under `pool_strategy: none` an idle slot is never leased again and never retired, yet counts toward pool_max_size. Such slots come from shared-isolation `initialize` (each initialize that runs before the node has cached the upstream's initialize result leases a slot and releases it without retiring it: with N clients connecting at once, up to N slots), from warm-up (pool_min_size) and from any slot left when a pool is switched to `none`. With max = workers + 1 this scenario measured 39-42 req/s and p50 258-279 ms for `none` (16 of 17 slots idle and unusable, one reservation at a time); switching a pool that holds pool_max_size idle slots to `none` stalls every request until pool_timeout. The runs here give `none` max = 2 x workers + 1 and a server of its own.".into(),
     );
     let init0 = upstream_stats(&up).await.ok();
     let pooled = measured_run(
@@ -756,6 +757,18 @@ async fn scenario_e(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
     )
     .await?;
     let init2 = upstream_stats(&up).await.ok();
+    if let Ok(st) = admin.stats("none").await {
+        let get = |k: &str| st.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        res.figure(
+            "idle slots left in the none pool after its run (never leased, never retired)",
+            get("available_sessions"),
+            "",
+            format!(
+                "{} slots in the pool, max {max}; they hold capacity that `none` cannot use",
+                get("total_sessions")
+            ),
+        );
+    }
     let inits = |a: &Option<Value>, b: &Option<Value>| {
         let get = |v: &Option<Value>| v.as_ref().and_then(|v| v.get("initializes")?.as_u64()).unwrap_or(0);
         get(b).saturating_sub(get(a))
@@ -1063,6 +1076,23 @@ async fn scenario_h(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let rss1 = node.rss_kib().unwrap_or(0);
     let up1 = upstream_stats(&up).await?;
+    // The same churn again: growth that repeats is state left behind per session, growth that
+    // does not is the allocator warming up.
+    let mut again = cfg.clone();
+    again.label = "churn-again".into();
+    let run2 = measured_run(&again, &[&node, &up], Some(&redis)).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rss2 = node.rss_kib().unwrap_or(0);
+    let per = |a: u64, b: u64, n: u64| (b as f64 - a as f64) * 1024.0 / n.max(1) as f64;
+    res.figure(
+        "node RSS growth per churned session, second phase",
+        per(rss1, rss2, run2.result.sessions.opened),
+        "bytes",
+        format!(
+            "RSS {rss1} → {rss2} KiB over {} more sessions; the same growth in both phases means per-session state is left behind",
+            run2.result.sessions.opened
+        ),
+    );
     let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let s = &run.result.sessions;
     res.figure(
@@ -1141,7 +1171,7 @@ async fn scenario_h(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
             }
         }
     }
-    res.runs.push(run);
+    res.runs.extend([run, run2]);
     let mut profile = cfg.clone();
     profile.label = "churn".into();
     ctx.profile(res, profile, &redis).await?;
