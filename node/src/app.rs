@@ -80,6 +80,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         last_slot: Default::default(),
         metrics: crate::metrics::NodeMetrics::new(&node_id).context("cannot register metrics")?,
         draining: Default::default(),
+        requests: Default::default(),
+        releases: Default::default(),
         node_id,
         leadership,
     }))
@@ -148,9 +150,23 @@ impl Node {
                 tokio::spawn(health.run(std::future::pending::<()>())),
             )
         });
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut server = tokio::spawn(async move {
+            axum::serve(self.listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tokio::select! {
+            served = &mut server => {
+                // The listener failed before any shutdown was asked for.
+                served.context("server task")??;
+            }
+            () = shutdown => {
+                drain(&state, server, stop).await;
+            }
+        }
         if let Some((elect, clean, check)) = housekeeping {
             elect.abort();
             clean.abort();
@@ -161,3 +177,41 @@ impl Node {
         Ok(())
     }
 }
+
+/// SIGTERM: refuse new requests and turn `/ready` 503 at once, let what runs finish within the
+/// grace period, stop serving, and wait (briefly) for lease releases to reach the control plane.
+async fn drain(
+    state: &AppState,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+) {
+    let grace = state.config.server.shutdown_grace;
+    state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    state.metrics.draining.set(1);
+    tracing::info!(
+        in_flight = state.requests.in_flight(),
+        grace_seconds = grace.as_secs(),
+        "draining: /ready is 503 and new requests are refused; in-flight requests may finish"
+    );
+    let left = state.requests.wait_idle(grace).await;
+    if left > 0 {
+        tracing::warn!(cut = left, "grace period over: cutting the requests still running");
+    }
+    let _ = stop.send(());
+    // Idle keep-alive connections close at once; whatever still runs was past the grace period.
+    let abort = server.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(1), server)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    let unreleased = state.releases.wait_idle(RELEASE_WAIT).await;
+    if unreleased > 0 {
+        tracing::warn!(unreleased, "leases not released in time; they expire by their TTL");
+    }
+    tracing::info!("drained");
+}
+
+/// How long a stopping node waits for its last lease releases to be confirmed.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);

@@ -8,9 +8,11 @@
 //! - [`state`]: what handlers share.
 //! - [`http`]: routes, auth extractors, JSON errors, probes, admin API, MCP endpoint.
 //! - [`metrics`]: `/metrics` (fleet-wide pool series and this node's own).
+//! - [`drain`]: graceful shutdown (in-flight tracking).
 
 pub mod app;
 pub mod cli;
+pub mod drain;
 pub mod http;
 pub mod metrics;
 pub mod state;

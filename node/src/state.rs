@@ -54,6 +54,10 @@ pub struct Inner {
     pub metrics: crate::metrics::NodeMetrics,
     /// Set once on SIGTERM: `/ready` answers 503 and new requests are refused.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Client requests in flight (until their response body is sent), for graceful shutdown.
+    pub requests: Arc<crate::drain::Tracker>,
+    /// Lease releases not yet confirmed by the control plane.
+    pub releases: Arc<crate::drain::Tracker>,
     /// Identifies this node in logs and per-node metrics.
     pub node_id: String,
     /// Embedded mode: this node runs the housekeeping itself (it always leads).

@@ -146,7 +146,7 @@ async fn main() {
             "  [{}] {}: {} {} (target {} {} {})",
             if t.met { "met" } else { "MISSED" },
             t.name,
-            poolgate_loadtests::scenarios::fmt_num(t.measured),
+            poolgate_loadtests::scenarios::fmt_val(t.measured, &t.unit),
             t.unit,
             t.op,
             poolgate_loadtests::scenarios::fmt_num(t.target),

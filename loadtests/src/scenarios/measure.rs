@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::procs::{cpu_us, redis_call, redis_command, Proc, Resp};
+use super::procs::{cpu_us, redis_call, redis_command, redis_pipeline, Proc, Resp};
 use crate::loadgen::client::{McpClient, Session};
 use crate::loadgen::stats::LoadResult;
 use crate::loadgen::{self, LoadConfig};
@@ -605,6 +605,43 @@ pub async fn saturated_cost(port: u16, pairs: usize, concurrency: usize) -> anyh
         cpu_us_per_pair: cost.cpu_us_per_request,
         ceiling_script_rps: cost.ceiling_script_rps,
         ceiling_cpu_rps: cost.ceiling_cpu_rps,
+    })
+}
+
+/// What every pool script pays before doing anything: Redis time per EVALSHA of `return 1`, and
+/// of the prelude followed by `return 1` (13 keys, as the node calls scripts), pipelined so Redis
+/// stays busy (warm caches, like a shard near its ceiling).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PreludeCost {
+    pub calls: u64,
+    pub bare_us: f64,
+    pub prelude_us: f64,
+}
+
+pub fn prelude_cost(port: u16, lua_dir: &std::path::Path, calls: usize) -> anyhow::Result<PreludeCost> {
+    let prelude = std::fs::read_to_string(lua_dir.join("prelude.lua"))
+        .with_context(|| format!("reading {}", lua_dir.join("prelude.lua").display()))?;
+    let bare = redis_command(port, &["SCRIPT", "LOAD", "return 1"])?;
+    let pre = redis_command(port, &["SCRIPT", "LOAD", &format!("{prelude}\nreturn 1")])?;
+    let keys: Vec<String> = (1..=13).map(|i| format!("loadtests-prelude:{{p}}:k{i}")).collect();
+    let per_call = |sha: &str, with_keys: bool| -> anyhow::Result<f64> {
+        let mut args: Vec<&str> = vec!["EVALSHA", sha];
+        let n = if with_keys { "13" } else { "0" };
+        args.push(n);
+        if with_keys {
+            args.extend(keys.iter().map(String::as_str));
+        }
+        let before = redis_snapshot(port)?;
+        redis_pipeline(port, &args, calls, 500)?;
+        let after = redis_snapshot(port)?;
+        let (c0, u0) = before.cmds.get("evalsha").copied().unwrap_or((0, 0));
+        let (c1, u1) = after.cmds.get("evalsha").copied().unwrap_or((0, 0));
+        Ok(u1.saturating_sub(u0) as f64 / c1.saturating_sub(c0).max(1) as f64)
+    };
+    Ok(PreludeCost {
+        calls: calls as u64,
+        bare_us: per_call(&bare, false)?,
+        prelude_us: per_call(&pre, true)?,
     })
 }
 

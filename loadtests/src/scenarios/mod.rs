@@ -33,8 +33,8 @@ use serde_json::{json, Value};
 use crate::loadgen::dist::{Dist, Mix, Op};
 use crate::loadgen::{LoadConfig, Mode};
 use measure::{
-    idle_sessions_rss, measured_run, profiled_run, saturated_cost, upstream_stats, Admin, MemoryFigure, Run,
-    SaturatedCost, ScriptCost, Utilization,
+    idle_sessions_rss, measured_run, prelude_cost, profiled_run, saturated_cost, upstream_stats, Admin, MemoryFigure,
+    Run, SaturatedCost, ScriptCost, Utilization,
 };
 use procs::{node_base, start_node, start_redis, start_upstream, upstream_url, Bins, NodeEnv, Postgres, Proc, Workdir};
 
@@ -103,9 +103,9 @@ impl Target {
             String::new()
         };
         let margin = if met {
-            format!("met with {} {unit} to spare{rel}", fmt_num(diff.abs()))
+            format!("met with {} {unit} to spare{rel}", fmt_val(diff.abs(), unit))
         } else {
-            format!("missed by {} {unit}{rel}", fmt_num(diff.abs()))
+            format!("missed by {} {unit}{rel}", fmt_val(diff.abs(), unit))
         };
         Target {
             name: name.to_owned(),
@@ -118,6 +118,16 @@ impl Target {
             margin,
             baseline,
         }
+    }
+}
+
+/// A target's value: plain counts per request (round trips, error counts) with 4 decimals so a
+/// difference of one call in 10,000 shows; anything else as [`fmt_num`].
+pub fn fmt_val(v: f64, unit: &str) -> String {
+    if unit.is_empty() && v.is_finite() && v.abs() < 10.0 && v.fract() != 0.0 {
+        format!("{v:.4}")
+    } else {
+        fmt_num(v)
     }
 }
 
@@ -234,8 +244,8 @@ impl Ctx {
             label: label.to_owned(),
             urls,
             mode: Mode::Closed { workers },
-            warmup: self.secs(2.0, 0.2),
-            duration: self.secs(15.0, 0.8),
+            warmup: self.secs(2.0, 0.1),
+            duration: self.secs(15.0, 0.5),
             requests: 5_000_000,
             mix: Mix::only(Op::Echo),
             timeout: Duration::from_secs(30),
@@ -543,7 +553,7 @@ async fn single_node(ctx: &mut Ctx, res: &mut ScenarioResult, with_redis: bool) 
     res.runs.push(ns);
     if let Some(r) = &redis {
         ctx.profile(res, ctx.closed("shared", vec![gw.clone()], w), r).await?;
-        let sat = saturated_cost(r.port, ctx.pick(200_000, 5_000), 64).await?;
+        let sat = saturated_cost(r.port, ctx.pick(200_000, 2_000), 64).await?;
         res.target(
             "one Redis shard's ceiling per pool at saturation (shared isolation: acquire + release back to back, 1e6 / script µs)",
             sat.ceiling_script_rps,
@@ -553,6 +563,25 @@ async fn single_node(ctx: &mut Ctx, res: &mut ScenarioResult, with_redis: bool) 
             format!(
                 "{:.2} µs of scripts per request; {:.0} pairs/s driven at concurrency {}; counting Redis main-thread CPU {:.2} µs → {:.0} req/s",
                 sat.script_us_per_pair, sat.pairs_per_s, sat.concurrency, sat.cpu_us_per_pair, sat.ceiling_cpu_rps
+            ),
+        );
+        let (port, lua, n) = (r.port, lua_dir(), ctx.pick(20_000, 2_000));
+        let pre = tokio::task::spawn_blocking(move || prelude_cost(port, &lua, n)).await??;
+        res.figure(
+            "EVALSHA of `return 1`, hot (pipelined)",
+            pre.bare_us,
+            "µs",
+            format!("{} calls", pre.calls),
+        );
+        res.figure(
+            "EVALSHA of the prelude + `return 1` with 13 keys, hot (pipelined)",
+            pre.prelude_us,
+            "µs",
+            format!(
+                "every pool script pays this before its own work: 2 x {:.2} = {:.0} % of the {:.2} µs an acquire + release pair costs at saturation",
+                pre.prelude_us,
+                200.0 * pre.prelude_us / sat.script_us_per_pair.max(1e-9),
+                sat.script_us_per_pair
             ),
         );
         res.saturated = Some(sat);
@@ -953,7 +982,7 @@ async fn scenario_g(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
         urls: vec![url.clone()],
         mode: Mode::Open { rate, sessions: 32 },
         warmup: ctx.secs(1.0, 0.1),
-        duration: ctx.secs(secs, 1.0),
+        duration: ctx.secs(secs, 0.6),
         mix: Mix::only(Op::Slow),
         slow: Dist::Fixed(call_ms),
         timeout: Duration::from_secs(15),
@@ -1064,8 +1093,8 @@ async fn scenario_h(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
         mode: Mode::Churn,
         churn_rate: rate,
         churn_calls: 1,
-        warmup: ctx.secs(1.0, 0.2),
-        duration: ctx.secs(15.0, 1.0),
+        warmup: ctx.secs(1.0, 0.1),
+        duration: ctx.secs(15.0, 0.6),
         timeout: Duration::from_secs(30),
         ..LoadConfig::default()
     };
@@ -1084,15 +1113,6 @@ async fn scenario_h(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let rss2 = node.rss_kib().unwrap_or(0);
     let per = |a: u64, b: u64, n: u64| (b as f64 - a as f64) * 1024.0 / n.max(1) as f64;
-    res.figure(
-        "node RSS growth per churned session, second phase",
-        per(rss1, rss2, run2.result.sessions.opened),
-        "bytes",
-        format!(
-            "RSS {rss1} → {rss2} KiB over {} more sessions; the same growth in both phases means per-session state is left behind",
-            run2.result.sessions.opened
-        ),
-    );
     let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let s = &run.result.sessions;
     res.figure(
@@ -1134,12 +1154,18 @@ async fn scenario_h(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Result<(
         format!("p50 {:.3} ms", s.lifecycle.p50_ms),
     );
     res.figure(
-        "node RSS growth per churned session",
-        (rss1 as f64 - rss0 as f64) * 1024.0 / s.opened.max(1) as f64,
+        "node RSS growth per churned session, first phase",
+        per(rss0, rss1, s.opened),
+        "bytes",
+        format!("RSS {rss0} → {rss1} KiB over {} sessions", s.opened),
+    );
+    res.figure(
+        "node RSS growth per churned session, second phase",
+        per(rss1, rss2, run2.result.sessions.opened),
         "bytes",
         format!(
-            "RSS {rss0} → {rss1} KiB over {} sessions (state left behind would show here)",
-            s.opened
+            "RSS {rss1} → {rss2} KiB over {} more sessions; the same growth in both phases means per-session state is left behind",
+            run2.result.sessions.opened
         ),
     );
     if let Some(rc) = &run.redis {

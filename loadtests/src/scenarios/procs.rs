@@ -525,6 +525,44 @@ pub fn redis_call(port: u16, args: &[&str]) -> anyhow::Result<Resp> {
     }
 }
 
+/// Sends the same command `n` times, pipelined in batches of `batch` (Redis never idles between
+/// them), and reads every reply. Blocking, bounded by 5 s timeouts per read.
+pub fn redis_pipeline(port: u16, args: &[&str], n: usize, batch: usize) -> anyhow::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut one = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        one.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        one.extend_from_slice(a.as_bytes());
+        one.extend_from_slice(b"\r\n");
+    }
+    let batch = batch.max(1);
+    let mut left = n;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while left > 0 {
+        let k = left.min(batch);
+        s.write_all(&one.repeat(k))?;
+        let (mut buf, mut got) = (Vec::new(), 0usize);
+        while got < k {
+            let r = s.read(&mut chunk)?;
+            if r == 0 {
+                bail!("redis closed the connection");
+            }
+            buf.extend_from_slice(&chunk[..r]);
+            let mut at = 0;
+            while let Some((_, used)) = parse_reply(&buf[at..])? {
+                at += used;
+                got += 1;
+            }
+            buf.drain(..at);
+        }
+        left -= k;
+    }
+    Ok(())
+}
+
 /// A complete reply at the start of `buf` and its length, `None` if more bytes are needed.
 fn parse_reply(buf: &[u8]) -> anyhow::Result<Option<(Resp, usize)>> {
     let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {

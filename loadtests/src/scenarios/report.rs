@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{fmt_num, ScenarioResult, Target};
+use super::{fmt_num, fmt_val, ScenarioResult, Target};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Report {
@@ -112,7 +112,7 @@ pub fn markdown(r: &Report, link_prefix: &str) -> String {
             "| {} | {} | {} {} | {} {} {} | {} | {} | {} |",
             t.name,
             t.scenario,
-            fmt_num(t.measured),
+            fmt_val(t.measured, &t.unit),
             t.unit,
             t.op,
             fmt_num(t.target),
@@ -211,7 +211,7 @@ fn scenario_section(md: &mut String, s: &ScenarioResult) {
                 md,
                 "| {} | {} {} | {} {} {} | {} |",
                 t.name,
-                fmt_num(t.measured),
+                fmt_val(t.measured, &t.unit),
                 t.unit,
                 t.op,
                 fmt_num(t.target),

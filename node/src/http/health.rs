@@ -23,6 +23,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         tokio::time::timeout(CHECK_TIMEOUT, state.control.ping()),
     );
     let mut causes = Vec::new();
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        causes.push(json!({ "component": "node", "error": "draining: shutting down" }));
+    }
     match db {
         Ok(Ok(())) => {}
         Ok(Err(e)) => causes.push(json!({ "component": "database", "error": e.to_string() })),

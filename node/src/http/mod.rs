@@ -72,9 +72,43 @@ async fn track(
         "probe"
     };
     let started = std::time::Instant::now();
+    if kind != "probe" && state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let response = draining_refusal();
+        state
+            .metrics
+            .observe(kind, response.status().as_u16(), started.elapsed());
+        return response;
+    }
+    // A standalone GET stream (server-to-client messages) has no answer pending: it does not hold
+    // up a shutdown, it ends with it and the client reopens it on another node.
+    if kind == "mcp" && request.method() == axum::http::Method::GET {
+        return next.run(request).await;
+    }
+    let in_flight = state.requests.enter();
     let response = next.run(request).await;
     state
         .metrics
         .observe(kind, response.status().as_u16(), started.elapsed());
+    response.map(|body| crate::drain::TrackedBody::wrap(body, in_flight))
+}
+
+/// 503 for a request that reached a node shutting down: retry elsewhere at once.
+fn draining_refusal() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let mut response = error::ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "draining",
+        "this node is shutting down; retry the request (any node serves any session)",
+    )
+    .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("0"),
+    );
+    headers.insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
     response
 }

@@ -110,6 +110,7 @@ pub fn base_env(db: &TestDb) -> HashMap<String, String> {
     env.insert("PORT".into(), "0".into());
     env.insert("JWT_SECRET_KEY".into(), TEST_SECRET.into());
     env.insert("LOG_LEVEL".into(), "warn".into());
+    env.insert("SHUTDOWN_GRACE_SECONDS".into(), "5".into());
     env
 }
 
@@ -246,6 +247,18 @@ impl TestApp {
         let (status, server) = self.admin(Method::POST, "/api/servers", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{server}");
         server
+    }
+
+    /// Sends the node its shutdown signal (as SIGTERM would) without waiting for it to end.
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether the node has finished shutting down.
+    pub fn stopped(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Stops the node and removes its database.

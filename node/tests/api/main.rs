@@ -20,4 +20,5 @@ mod poolctl;
 mod probes;
 mod sdk;
 mod servers;
+mod shutdown;
 mod strategies;

@@ -159,7 +159,9 @@ impl Drop for LeaseGuard {
             affinity: self.affinity,
         };
         let (state, server, lease) = (self.state.clone(), self.server.clone(), self.lease.clone());
+        let releasing = state.releases.enter();
         tokio::spawn(async move {
+            let _releasing = releasing;
             match state.control.release(&server.id, &lease, outcome).await {
                 Ok(changed) => close_slots(&state, &server, changed.closed),
                 Err(e) => {
