@@ -76,6 +76,10 @@ fn migrator(list: &[Embedded]) -> Migrator {
         .collect::<Vec<_>>();
     Migrator {
         migrations: Cow::Owned(migrations),
+        // A database migrated by a newer release (blue-green, canary, a rollback of the binary)
+        // must not stop this one from starting: migrations are additive, so the older code runs
+        // on the newer schema (SPEC §8 mixed versions). `migrate down` is the way back.
+        ignore_missing: true,
         ..Migrator::DEFAULT
     }
 }

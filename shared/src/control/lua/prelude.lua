@@ -48,10 +48,22 @@ local function weights(c)
   return c.weights
 end
 
+-- Fields a slot record may lack when an older release wrote it (SPEC §8 mixed versions): read
+-- as these defaults, like `#[serde(default)]` on the Rust side. Fields this release does not know
+-- are kept as they are and written back untouched.
+local SLOT_DEFAULTS = {v = 0, w = 1, l = 0, b = 0, seq = 0, c = 0, u = 0, r = 0, ew = 0, er = 0, pass = 0, used = 0}
+local function decode_slot(raw)
+  local s = cmsgpack.unpack(raw)
+  for k, d in pairs(SLOT_DEFAULTS) do
+    if s[k] == nil then s[k] = d end
+  end
+  return s
+end
+
 local function get_slot(id)
   local raw = redis.call('HGET', K_SLOTS, id)
   if not raw then return nil end
-  return cmsgpack.unpack(raw)
+  return decode_slot(raw)
 end
 
 -- Stores a slot record; returns it packed (lease replies reuse it).

@@ -10,7 +10,7 @@ put('bindings', redis.call('HLEN', K_BIND))
 put('available', redis.call('ZCARD', K_AVAIL))
 local counts = {ready = 0, draining = 0, unhealthy = 0, retired = 0, busy = 0}
 for _, raw in ipairs(redis.call('HVALS', K_SLOTS)) do
-  local s = cmsgpack.unpack(raw)
+  local s = decode_slot(raw)
   counts[s.st] = (counts[s.st] or 0) + 1
   if s.l > 0 then counts.busy = counts.busy + 1 end
 end

@@ -11,7 +11,7 @@ local c = load_cfg()
 if old == nil or old.strategy ~= c.strategy or old.iso ~= c.iso or old.cap ~= c.cap or old.ew ~= c.ew then
   redis.call('DEL', K_AVAIL, K_BLOAD)
   for _, raw in ipairs(redis.call('HVALS', K_SLOTS)) do
-    local s = cmsgpack.unpack(raw)
+    local s = decode_slot(raw)
     s.w = weights(c)[s.ep + 1] or 1
     put_slot(s)
     refresh(c, s)
