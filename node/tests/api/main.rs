@@ -18,6 +18,7 @@ mod modern;
 mod pool_config;
 mod poolctl;
 mod probes;
+mod rolling;
 mod sdk;
 mod servers;
 mod shutdown;
