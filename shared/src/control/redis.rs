@@ -606,3 +606,23 @@ impl RedisControlPlane {
         let _ = tokio::time::timeout(CALL_TIMEOUT, self.client.quit()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rediss://` (and its Sentinel and Cluster forms) turn TLS on: the client is built with
+    /// rustls, so a managed Redis that requires TLS works (and `redis://` stays plain).
+    #[test]
+    fn rediss_urls_use_tls() {
+        for url in [
+            "rediss://:secret@127.0.0.1:6380/0",
+            "rediss-cluster://127.0.0.1:7000?node=127.0.0.1:7001",
+            "rediss-sentinel://127.0.0.1:26379/0?sentinelServiceName=mymaster",
+        ] {
+            let config = FredConfig::from_url(url).expect(url);
+            assert!(config.uses_rustls(), "{url}");
+        }
+        assert!(!FredConfig::from_url("redis://127.0.0.1:6379").expect("url").uses_tls());
+    }
+}
