@@ -991,3 +991,80 @@ async fn disabling_a_pool_drains_it_gracefully() {
     later.call_ok(3, "echo", json!({"text": "still here"})).await;
     app.stop().await;
 }
+
+/// Overload is refused quickly: with every session busy and a full wait queue (pool_max_size ×
+/// pool_session_capacity waiters per node), a further request gets 503 with Retry-After at once
+/// instead of waiting pool_timeout; the queued one is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wait_queue_refuses_at_once() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(
+        &app,
+        "tight",
+        &up.url(),
+        json!({"pool_max_size": 1, "pool_isolation": "shared", "pool_timeout": 10}),
+    )
+    .await;
+    let mut c = Client::new(&app, "tight", "alice");
+    c.initialize().await;
+    let calls = up.stats().tool_calls.load(std::sync::atomic::Ordering::SeqCst);
+    let busy = {
+        let c = c.via(&app, "tight");
+        tokio::spawn(async move { c.call(1, "slow", json!({"ms": 600})).await })
+    };
+    while up.stats().tool_calls.load(std::sync::atomic::Ordering::SeqCst) == calls {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One waiter fits in the queue (1 session × capacity 1).
+    let queued = {
+        let c = c.via(&app, "tight");
+        tokio::spawn(async move { c.call(2, "echo", json!({"text": "queued"})).await })
+    };
+    let (_, stats) = app
+        .admin(reqwest::Method::GET, "/api/servers/tight/pool/stats", None)
+        .await;
+    let timeouts_before = stats["total_timeouts"].as_u64().unwrap_or(0);
+    // The queued call is waiting (this node's /metrics shows it).
+    loop {
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        if text
+            .lines()
+            .any(|l| l.starts_with("poolgate_pool_waiting{") && l.contains("server_id=\"tight\"") && l.ends_with(" 1"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The queue is full: the next call is refused at once, long before the busy call ends.
+    let started = std::time::Instant::now();
+    let (status, body) = c.call(3, "echo", json!({"text": "excess"})).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(took < Duration::from_millis(300), "refused after {took:?}");
+    assert_eq!(body["error"]["code"], -32002, "{body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| m.contains("retry")),
+        "{body}"
+    );
+    let (status, _) = busy.await.expect("join");
+    assert_eq!(status, StatusCode::OK);
+    let (status, answer) = queued.await.expect("join");
+    assert_eq!(status, StatusCode::OK, "the queued call was served: {answer}");
+    let (_, stats) = app
+        .admin(reqwest::Method::GET, "/api/servers/tight/pool/stats", None)
+        .await;
+    assert!(
+        stats["total_timeouts"].as_u64().unwrap_or(0) > timeouts_before,
+        "{stats}"
+    );
+    app.stop().await;
+}
