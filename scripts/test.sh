@@ -140,6 +140,16 @@ else
     phase tests cargo test --workspace --no-fail-fast "$@"
 fi
 
+# Load-test smoke run: every scenario (a)-(h) with tiny counts against debug binaries, so the
+# load tools cannot rot (the full runs stay out of CI: loadtests/README.md). Uses the test
+# PostgreSQL server; writes its report under the services' temporary directory.
+loadtests_smoke() {
+    cargo build -q -p poolgate-node -p poolgate-loadtests "${LOCKED[@]}" &&
+        target/debug/scenarios --smoke --bin-dir target/debug --pg-url "${POOLGATE_TEST_PG_URL}" \
+            --out "${SVC_DIR}/loadtests" all
+}
+phase loadtests-smoke loadtests_smoke
+
 if [[ "${POOLGATE_TEST_DOC:-0}" == "1" ]]; then
     phase doctests cargo test --workspace --doc
 fi

@@ -329,23 +329,6 @@ pub fn render_fleet(pools: &[PoolFigures<'_>], leader: Option<(String, u64)>, no
     out
 }
 
-/// This node's acquisitions waiting for a session, per pool (the bounded wait queue).
-pub fn waiting_text(node: &str, waiting: &[(poolgate_shared::domain::server::ServerId, usize)]) -> String {
-    let mut out = String::from(
-        "# HELP poolgate_pool_waiting Acquisitions on this node waiting for a free session\n\
-         # TYPE poolgate_pool_waiting gauge\n",
-    );
-    let node = label(node);
-    for (pool, n) in waiting {
-        let _ = writeln!(
-            out,
-            "poolgate_pool_waiting{{node=\"{node}\",server_id=\"{}\"}} {n}",
-            label(pool.as_str())
-        );
-    }
-    out
-}
-
 /// Cumulative buckets in seconds, `_sum` and `_count`.
 fn histogram(out: &mut String, name: &str, id: &str, h: &poolgate_shared::control::Histogram) {
     let mut cumulative = 0;

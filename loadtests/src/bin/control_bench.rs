@@ -155,10 +155,7 @@ async fn fill(cp: &ControlPlane, pool: &ServerId, n: usize) -> anyhow::Result<()
     let mut leases = Vec::with_capacity(n);
     for i in 0..n {
         match cp.try_acquire(pool, &AcquireRequest::new("bench", None)).await? {
-            Attempt::Create(r) => match cp
-                .commit(pool, &r.id, &format!("slot-{i}"), &SlotMeta::default())
-                .await?
-            {
+            Attempt::Create(r) => match cp.commit(pool, &r.id, &format!("slot-{i}"), &bench_meta()).await? {
                 Committed::Leased(l) => leases.push(l.id),
                 Committed::Added(_) => {}
             },
@@ -300,4 +297,23 @@ async fn main() -> anyhow::Result<()> {
     cp.close().await;
     let _ = client.quit().await;
     Ok(())
+}
+
+/// A slot's metadata as a real upstream session has it: session id, endpoint, protocol version
+/// and the cached `initialize` result (`POOLGATE_BENCH_INIT_BYTES` bytes of it, default 0 as in the recorded results), so
+/// the scripts pack and unpack records of a realistic size. 0 = empty metadata.
+fn bench_meta() -> SlotMeta {
+    let bytes: usize = std::env::var("POOLGATE_BENCH_INIT_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if bytes == 0 {
+        return SlotMeta::default();
+    }
+    SlotMeta {
+        session_id: Some(uuid::Uuid::new_v4().to_string()),
+        protocol_version: Some("2025-11-25".into()),
+        endpoint: Some("http://127.0.0.1:3001/mcp".into()),
+        init: Some(format!("{{\"serverInfo\":{{\"name\":\"{}\"}}}}", "x".repeat(bytes))),
+    }
 }

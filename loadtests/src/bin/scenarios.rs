@@ -6,6 +6,9 @@
 //! cargo run --release -p poolgate-loadtests --bin scenarios -- c e          # some of them
 //! cargo run -p poolgate-loadtests --bin scenarios -- --smoke --bin-dir target/debug all   # seconds, CI
 //! ```
+//! `scenarios --render DIR` re-draws the plots and rewrites `report.md` from `DIR/report.json`
+//! (after a change to the report's layout; nothing is run).
+//!
 //! Options: `--smoke` (tiny counts, sub-second windows), `--bin-dir DIR` (where `poolgate-node` and
 //! `test-upstream` are; default `target/release`), `--out DIR` (default `loadtests/results`),
 //! `--pg-url URL` (an existing loopback PostgreSQL for (c), (d), (h); default: a private one via
@@ -25,6 +28,20 @@ fn usage(msg: &str) -> ! {
     eprintln!("scenarios: {msg}");
     eprintln!("usage: scenarios [--smoke] [--bin-dir DIR] [--out DIR] [--pg-url URL] [--keep] all|a|b|c|d|e|f|g|h ...");
     std::process::exit(2)
+}
+
+/// `--render DIR`: rebuild report.md and the plots from report.json.
+fn render(dir: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(dir.join("report.json"))?;
+    let mut rep: Report = serde_json::from_str(&text)?;
+    rep.notes.retain(|n| !n.contains("no plots drawn"));
+    match plot::draw_all(&rep, dir) {
+        Ok(files) => rep.plots = files,
+        Err(e) => rep.notes.push(format!("{e:#}")),
+    }
+    report::write(&rep, dir)?;
+    println!("report: {}", dir.join("report.md").display());
+    Ok(())
 }
 
 fn parse() -> (Options, Vec<String>) {
@@ -70,6 +87,17 @@ fn parse() -> (Options, Vec<String>) {
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--render") {
+        let Some(dir) = args.get(2) else {
+            usage("--render needs a results directory")
+        };
+        if let Err(e) = render(std::path::Path::new(dir)) {
+            eprintln!("scenarios: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let (opts, names) = parse();
     let started = Instant::now();
     let started_utc = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();

@@ -380,8 +380,8 @@ pub async fn measured_run(cfg: &LoadConfig, procs: &[&Proc], redis: Option<&Proc
 pub struct ScriptCost {
     pub run: String,
     pub script: String,
+    /// Calls in the sample (the newest SLOWLOG entries).
     pub calls: u64,
-    pub calls_per_request: f64,
     pub mean_us: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -422,8 +422,10 @@ pub fn script_names(port: u16, lua_dir: &std::path::Path) -> BTreeMap<String, St
     names
 }
 
-/// The largest SLOWLOG kept during a profiling run (entries are about 1-2 KiB each).
-const SLOWLOG_MAX: usize = 100_000;
+/// The largest SLOWLOG kept during a profiling run. Redis logs the commands scripts run as well
+/// (about ten per pool script), so this keeps the newest couple of thousand script calls: a
+/// sample for per-call times, not a count.
+const SLOWLOG_MAX: usize = 30_000;
 
 /// Runs `cfg` with Redis logging every command's duration, then groups EVALSHA calls by script.
 /// A separate run: logging every command costs Redis time itself.
@@ -472,7 +474,6 @@ pub async fn profiled_run(
             by_script.entry(name).or_default().push((*us).max(0) as u64);
         }
     }
-    let req = result.all_requests.max(1) as f64;
     let costs = by_script
         .into_iter()
         .map(|(script, mut v)| {
@@ -481,7 +482,6 @@ pub async fn profiled_run(
             ScriptCost {
                 run: cfg.label.clone(),
                 calls: v.len() as u64,
-                calls_per_request: v.len() as f64 / req,
                 mean_us: v.iter().sum::<u64>() as f64 / v.len() as f64,
                 p50_us: q(0.5),
                 p99_us: q(0.99),

@@ -372,9 +372,18 @@ fn run_checked(mut cmd: Command, what: &str) -> anyhow::Result<()> {
 impl Postgres {
     pub fn external(raw: &str) -> anyhow::Result<Postgres> {
         let u = url::Url::parse(raw).context("--pg-url")?;
-        let loopback = matches!(u.host(), Some(url::Host::Domain("localhost")))
-            || matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
-            || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+        // `postgres://` is not a special scheme, so the url crate leaves an IP host as a domain.
+        let loopback = match u.host() {
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
         if !loopback {
             bail!("--pg-url must point at a loopback address");
         }
@@ -508,16 +517,29 @@ pub fn redis_call(port: u16, args: &[&str]) -> anyhow::Result<Resp> {
         req.extend_from_slice(b"\r\n");
     }
     s.write_all(&req)?;
+    // Parsing is retried only when the buffer has grown enough (or the socket went quiet), so a
+    // large reply (SLOWLOG) costs linear time, not quadratic.
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut parsed_at = 0usize;
     loop {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            bail!("redis closed the connection");
-        }
+        let n = match s.read(&mut chunk) {
+            Ok(0) => bail!("redis closed the connection"),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if let Some((reply, _)) = parse_reply(&buf)? {
+                    return Ok(reply);
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         buf.extend_from_slice(&chunk[..n]);
-        if let Some((reply, _)) = parse_reply(&buf)? {
-            return Ok(reply);
+        if n < chunk.len() || buf.len() >= 2 * parsed_at.max(64 * 1024) {
+            parsed_at = buf.len();
+            if let Some((reply, _)) = parse_reply(&buf)? {
+                return Ok(reply);
+            }
         }
         if buf.len() > 256 * 1024 * 1024 {
             bail!("redis reply too large");

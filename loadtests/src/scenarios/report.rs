@@ -47,14 +47,19 @@ impl Machine {
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),
-            load_avg_at_start: std::fs::read_to_string("/proc/loadavg")
-                .unwrap_or_default()
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
+            load_avg_at_start: load_avg(),
         }
     }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn ms(v: f64) -> String {
@@ -146,7 +151,13 @@ fn scenario_section(md: &mut String, s: &ScenarioResult) {
     if !s.setup.is_empty() {
         let _ = writeln!(md, "{}.\n", s.setup);
     }
-    let _ = writeln!(md, "Wall time {:.1} s.\n", s.wall_s);
+    let _ = writeln!(
+        md,
+        "Wall time {:.1} s; load average when it started {} (on {} cores, so above about 2 other work competed).\n",
+        s.wall_s,
+        if s.load_avg.is_empty() { "?" } else { &s.load_avg },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     if let Some(e) = &s.error {
         let _ = writeln!(md, "**Failed**: `{}`\n", e.replace('\n', " "));
     }
@@ -270,12 +281,12 @@ fn scenario_section(md: &mut String, s: &ScenarioResult) {
         md.push('\n');
     }
     if !s.scripts.is_empty() {
-        md.push_str("Redis time per script (SLOWLOG with every command logged, separate short runs):\n\n| profile run | script | calls | calls / request | mean µs | p50 µs | p99 µs | max µs |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+        md.push_str("Redis time per script call (SLOWLOG with every command logged during separate short runs; the newest entries, a sample):\n\n| profile run | script | calls sampled | mean µs | p50 µs | p99 µs | max µs |\n| --- | --- | --- | --- | --- | --- | --- |\n");
         for c in &s.scripts {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {:.4} | {:.1} | {} | {} | {} |",
-                c.run, c.script, c.calls, c.calls_per_request, c.mean_us, c.p50_us, c.p99_us, c.max_us
+                "| {} | {} | {} | {:.1} | {} | {} | {} |",
+                c.run, c.script, c.calls, c.mean_us, c.p50_us, c.p99_us, c.max_us
             );
         }
         md.push('\n');
@@ -377,11 +388,25 @@ fn ceiling_section(md: &mut String, r: &Report) {
         s = se.script_us_per_request,
         ceil = fmt_num(se.ceiling_script_rps)
     );
+    let mut inside: Vec<(String, f64)> = sh
+        .commands
+        .iter()
+        .filter(|(k, _)| !k.starts_with("eval") && !k.starts_with("script") && !k.contains("subscribe"))
+        .map(|(k, v)| (k.clone(), *v as f64 / sh.requests.max(1) as f64))
+        .collect();
+    inside.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total_inside: f64 = inside.iter().map(|x| x.1).sum();
+    let top: Vec<String> = inside.iter().take(6).map(|(k, v)| format!("{k} {v:.1}")).collect();
+    let _ = writeln!(
+        md,
+        "- Inside those two scripts Redis runs {total_inside:.1} commands per request ({}, ...), and every script first runs the shared prelude (its cost alone is measured in (c)).",
+        top.join(", ")
+    );
     let sat = r.scenarios.iter().find_map(|s| s.saturated.clone());
     if let Some(x) = &sat {
         let _ = writeln!(
             md,
-            "- The same work with the shard kept busy (acquire + release back to back, {pairs} pairs at concurrency {c}, {pps:.0} pairs/s through one client connection): {s:.2} µs of script time per request → 1e6 / {s:.2} = **{ceil} req/s per pool**; counting Redis main-thread CPU ({cpu:.2} µs) → {ceil_cpu} req/s. This is the regime a ceiling describes: in the scenario windows Redis idles between calls and each script runs with cold caches (the per-script SLOWLOG table in (c) shows it).",
+            "- The same work with the shard kept busy (acquire + release back to back, {pairs} pairs at concurrency {c}, {pps:.0} pairs/s through one client connection): {s:.2} µs of script time per request → 1e6 / {s:.2} = **{ceil} req/s per pool**; counting Redis main-thread CPU ({cpu:.2} µs) → {ceil_cpu} req/s. This is the regime a ceiling describes; in the scenario windows Redis is mostly idle between calls and each call costs more (colder caches), as the per-script SLOWLOG table in (c) shows. Both depend on what else runs on the machine (the load average per scenario is given below).",
             pairs = x.pairs,
             c = x.concurrency,
             pps = x.pairs_per_s,

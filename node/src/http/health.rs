@@ -60,8 +60,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse as _;
     let fleet = state.metrics.fleet_text(|| fleet_figures(&state)).await;
-    let mut text = format!("{fleet}{}", state.metrics.node_text());
-    text.push_str(&crate::metrics::waiting_text(&state.node_id, &state.pools.waiting()));
+    let text = format!("{fleet}{}", state.metrics.node_text());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -277,15 +277,10 @@ pub async fn delete(
 pub(crate) fn control_error(id: &Value, e: ControlError) -> Response {
     match e {
         ControlError::Exhausted(t) => {
-            let message = if t.is_zero() {
-                "pool exhausted: every upstream session is busy and enough requests already wait; retry shortly"
-                    .to_owned()
-            } else {
-                format!(
-                    "no upstream session became free within {}s (pool exhausted)",
-                    t.as_secs()
-                )
-            };
+            let message = format!(
+                "no upstream session became free within {}s (pool exhausted)",
+                t.as_secs()
+            );
             let mut response = rpc::error(StatusCode::SERVICE_UNAVAILABLE, id, rpc::POOL_EXHAUSTED, message);
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
@@ -326,15 +321,7 @@ pub(crate) async fn lease_slot(
 ) -> Result<Lease, Response> {
     let req = AcquireRequest::new(&state.node_id, key);
     let timeout = Duration::from_secs(server.pool.pool_timeout.into());
-    let mut acquired = match key {
-        // Per-request leases (shared isolation): a bounded wait queue, so overload is refused
-        // quickly instead of making every admitted request wait (see Pools::acquire_bounded).
-        None => {
-            let depth = (server.pool.pool_max_size as usize) * (server.pool.pool_session_capacity.max(1) as usize);
-            state.pools.acquire_bounded(&server.id, &req, timeout, depth).await
-        }
-        Some(_) => state.pools.acquire(&server.id, &req, timeout).await,
-    };
+    let mut acquired = state.pools.acquire(&server.id, &req, timeout).await;
     if matches!(acquired, Err(ControlError::BindingLost)) && key.is_some_and(|k| k.starts_with(USER_KEY_PREFIX)) {
         // A per-user binding (2026-07-28 clients have no session to lose): the acquire already
         // dropped the dead binding, so binding again gives the user a fresh upstream session.
