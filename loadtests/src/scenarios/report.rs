@@ -153,7 +153,7 @@ fn scenario_section(md: &mut String, s: &ScenarioResult) {
     }
     let _ = writeln!(
         md,
-        "Wall time {:.1} s; load average when it started {} (on {} cores, so above about 2 other work competed).\n",
+        "Wall time {:.1} s; load average (1, 5, 15 min) when it started {} on {} cores — it trails, so it includes the previous scenario's own processes as well as any other work on the machine.\n",
         s.wall_s,
         if s.load_avg.is_empty() { "?" } else { &s.load_avg },
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)

@@ -5,6 +5,7 @@
 //! is aborted when the upstream fails.
 
 use crate::control::{Committed, ControlError, Pools, SlotMeta};
+use crate::domain::pool::Strategy;
 use crate::domain::server::Server;
 use crate::upstream::{UpstreamClient, LATEST_SESSION_VERSION, STATELESS_VERSION};
 
@@ -60,7 +61,11 @@ impl WarmUp {
             let Ok(Some(server)) = self.pools.store.get_server(&pool).await else {
                 continue;
             };
-            if !server.pool.pool_enabled || server.pool.pool_min_size == 0 {
+            // Under `none` every request gets a fresh session: warm ones would never be used.
+            if !server.pool.pool_enabled
+                || server.pool.pool_min_size == 0
+                || server.pool.pool_strategy == Strategy::None
+            {
                 continue;
             }
             for _ in 0..CREATES_PER_TICK.min(server.pool.pool_min_size) {

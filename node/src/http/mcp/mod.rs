@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use poolgate_shared::control::{AcquireRequest, Acquired, Committed, ControlError, Lease, Outcome, SlotMeta};
-use poolgate_shared::domain::pool::Isolation;
+use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::{Server, ServerId};
 use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::{
@@ -251,6 +251,11 @@ pub async fn delete(
         Ok(found) => found,
         Err(resp) => return resp,
     };
+    // This node's touch bookkeeping for the session ends with it (sessions that just go idle are
+    // dropped when the map is pruned, see proxy::touch).
+    if let Ok(mut m) = state.touched.lock() {
+        m.remove(&session.key);
+    }
     match session.mode.as_str() {
         MODE_BOUND => match state.control.unbind(&server.id, &session.key).await {
             Ok(changed) => {
@@ -459,7 +464,12 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
                     Err(resp) => return resp,
                 };
                 let meta = lease.slot.meta.clone();
-                let _ = state.control.release(&server.id, &lease.id, Outcome::default()).await;
+                // Under `none` a slot is never leased twice: retire it, or it would hold capacity.
+                let done = Outcome {
+                    retire: server.pool.pool_strategy == Strategy::None,
+                    ..Outcome::default()
+                };
+                let _ = state.control.release(&server.id, &lease.id, done).await;
                 let pv = meta
                     .protocol_version
                     .clone()

@@ -320,6 +320,9 @@ fn failure(id: Option<&Value>, e: &UpstreamError) -> Response {
     }
 }
 
+/// Size at which the touch map drops stale entries.
+const TOUCHED_PRUNE_AT: usize = 10_000;
+
 /// Refreshes the binding's idle TTL when due; a binding that ended elsewhere ends this session.
 async fn touch(state: &AppState, server: &Server, session: &ClientSession) -> Result<(), Response> {
     let every = Duration::from_millis(u64::from(server.pool.pool_idle_ttl) * 250).min(MAX_TOUCH_INTERVAL);
@@ -334,6 +337,11 @@ async fn touch(state: &AppState, server: &Server, session: &ClientSession) -> Re
     match state.control.touch(&server.id, &session.key).await {
         Ok(true) => {
             if let Ok(mut m) = state.touched.lock() {
+                // Sessions that went idle without a DELETE: forget entries older than the
+                // touch interval's upper bound (their next request simply touches again).
+                if m.len() >= TOUCHED_PRUNE_AT {
+                    m.retain(|_, at| at.elapsed() < MAX_TOUCH_INTERVAL);
+                }
                 m.insert(session.key.clone(), Instant::now());
             }
             Ok(())
