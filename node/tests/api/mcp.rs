@@ -552,36 +552,12 @@ async fn compatibility_matrix() {
             if era == "s" && isolation == "session" {
                 // One upstream session per user, consistent across requests; users never share.
                 let count = |v: &Value| v["result"]["structuredContent"]["count"].as_u64();
-                let a1 = modern(
-                    &app,
-                    &id,
-                    "alice",
-                    4,
-                    "tools/call",
-                    json!({"name": "counter", "arguments": {}}),
-                )
-                .await
-                .1;
-                let a2 = modern(
-                    &app,
-                    &id,
-                    "alice",
-                    5,
-                    "tools/call",
-                    json!({"name": "counter", "arguments": {}}),
-                )
-                .await
-                .1;
-                let b1 = modern(
-                    &app,
-                    &id,
-                    "bob",
-                    6,
-                    "tools/call",
-                    json!({"name": "counter", "arguments": {}}),
-                )
-                .await
-                .1;
+                let mut counted = Vec::new();
+                for (user, rpc_id) in [("alice", 4), ("alice", 5), ("bob", 6)] {
+                    let call = json!({"name": "counter", "arguments": {}});
+                    counted.push(modern(&app, &id, user, rpc_id, "tools/call", call).await.1);
+                }
+                let [a1, a2, b1] = <[Value; 3]>::try_from(counted).expect("three answers");
                 assert_eq!(
                     (count(&a1), count(&a2), count(&b1)),
                     (Some(1), Some(2), Some(1)),

@@ -352,7 +352,8 @@ impl Pool {
                 self.bump(&format!("hm:{}", s.endpoint), latency);
             }
             s.error_rate = s.error_rate * 0.9 + if err { 0.1 } else { 0.0 };
-            if retire {
+            // `release_lease` in the prelude: under `none` a session is never leased twice.
+            if retire || (c.strategy == Strategy::None && s.leases == 0 && s.bindings == 0) {
                 s.state = SlotState::Retired;
             }
             self.settle(c, s, closed);

@@ -257,7 +257,34 @@ async fn acquire_times_out_when_nothing_frees_up(backend: Backend) {
     assert_eq!(b.stats(&pool).await.expect("stats").timeouts, before + 1);
 }
 
+/// Under `none` a session is never leased twice: the control plane retires it when its lease
+/// ends (no retire flag needed), unless a client session is bound to it.
+async fn none_retires_unbound_sessions_on_release(backend: Backend) {
+    let plane = Plane::new(backend);
+    let cp = plane.node().await;
+    let pool = pool_id();
+    cp.sync(&pool, &spec(Strategy::None, 2)).await.expect("sync");
+    let unbound = create_slot(&cp, &pool, None, "s-free").await;
+    let bound = create_slot(&cp, &pool, Some("client-1"), "s-bound").await;
+    let gone = cp
+        .release(&pool, &unbound.id, Outcome::default())
+        .await
+        .expect("release");
+    assert_eq!(
+        gone.closed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["s-free"]
+    );
+    let kept = cp.release(&pool, &bound.id, Outcome::default()).await.expect("release");
+    assert!(
+        kept.closed.is_empty(),
+        "a bound session stays with its client: {kept:?}"
+    );
+    let stats = cp.stats(&pool).await.expect("stats");
+    assert_eq!((stats.slots, stats.bindings), (1, 1), "{stats:?}");
+}
+
 crate::on_every_backend!(
+    none_retires_unbound_sessions_on_release,
     expiry_is_control_plane_time,
     lease_create_commit_release_reuse,
     not_configured_until_synced,

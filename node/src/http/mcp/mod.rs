@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use poolgate_shared::control::{AcquireRequest, Acquired, Committed, ControlError, Lease, Outcome, SlotMeta};
-use poolgate_shared::domain::pool::{Isolation, Strategy};
+use poolgate_shared::domain::pool::Isolation;
 use poolgate_shared::domain::server::{Server, ServerId};
 use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::{
@@ -464,12 +464,7 @@ async fn initialize(state: &AppState, server: &Server, subject: &str, msg: &Valu
                     Err(resp) => return resp,
                 };
                 let meta = lease.slot.meta.clone();
-                // Under `none` a slot is never leased twice: retire it, or it would hold capacity.
-                let done = Outcome {
-                    retire: server.pool.pool_strategy == Strategy::None,
-                    ..Outcome::default()
-                };
-                let _ = state.control.release(&server.id, &lease.id, done).await;
+                let _ = state.control.release(&server.id, &lease.id, Outcome::default()).await;
                 let pv = meta
                     .protocol_version
                     .clone()

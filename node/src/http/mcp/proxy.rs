@@ -155,7 +155,8 @@ impl Drop for LeaseGuard {
         let outcome = Outcome {
             latency_ms: Some(self.started.elapsed().as_millis() as u64),
             error: self.error,
-            retire: self.server.pool.pool_strategy == Strategy::None,
+            // Under `none` the control plane retires the slot itself.
+            retire: false,
             affinity: self.affinity,
         };
         let (state, server, lease) = (self.state.clone(), self.server.clone(), self.lease.clone());

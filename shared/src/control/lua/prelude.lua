@@ -204,14 +204,16 @@ local function release_lease(c, lease_id, latency, err, retire, closed)
   local s = get_slot(sid)
   if s then
     s.l = math.max(0, s.l - 1)
-        if latency >= 0 then
+    if latency >= 0 then
       if s.ew == 0 then s.ew = latency else s.ew = s.ew * 0.8 + latency * 0.2 end
       observe('h', latency)
       bump('hn:' .. s.ep)
       bump('hm:' .. s.ep, latency)
     end
     s.er = s.er * 0.9 + err * 0.1
-    if retire == 1 then s.st = 'retired' end
+    -- Under `none` a session is never leased twice: once its last lease ends (and no client
+    -- session is bound to it) it leaves the pool instead of holding capacity.
+    if retire == 1 or (c.strategy == 'none' and s.l == 0 and s.b == 0) then s.st = 'retired' end
     settle(c, s, closed)
   end
   if err == 1 then bump('err') end
