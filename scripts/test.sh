@@ -38,6 +38,8 @@ source "${SCRIPT_DIR}/lib/services.sh"
 source "${SCRIPT_DIR}/lib/peers.sh"
 # shellcheck source=scripts/lib/deploy_check.sh
 source "${SCRIPT_DIR}/lib/deploy_check.sh"
+# shellcheck source=scripts/lib/docs_check.sh
+source "${SCRIPT_DIR}/lib/docs_check.sh"
 
 export RUST_BACKTRACE=1
 if [[ -n "${CI:-}" ]]; then
@@ -149,6 +151,11 @@ loadtests_smoke() {
             --out "${SVC_DIR}/loadtests" all
 }
 phase loadtests-smoke loadtests_smoke
+
+# The README's first command and quickstart, and the runnable commands of docs/operations.md,
+# extracted from the Markdown and run as written (private ports): a change that breaks the docs
+# breaks CI.
+phase docs docs_check
 
 if [[ "${POOLGATE_TEST_DOC:-0}" == "1" ]]; then
     phase doctests cargo test --workspace --doc

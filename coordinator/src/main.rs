@@ -4,11 +4,15 @@
 //! takes over at once. The embedded single node runs the same loops itself.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use axum::serve::ListenerExt as _;
 use poolgate_shared::config::{Config, Mode};
 use poolgate_shared::control::{ControlPlane, Pools};
-use poolgate_shared::housekeeping::{self, Cleanup, Leadership};
+use poolgate_shared::housekeeping::{self, Leadership};
+use poolgate_shared::shutdown::Tracker;
+use poolgate_shared::slots::SlotClient;
 use poolgate_shared::store::Store;
 use poolgate_shared::upstream::UpstreamClient;
 use poolgate_shared::{shutdown, telemetry};
@@ -55,38 +59,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".to_owned());
     let holder = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let leadership = Leadership::new(control.clone(), holder.clone(), housekeeping::timing(&config));
-    let cleanup = Cleanup {
-        pools: Pools::new(control.clone(), store.clone()),
-        upstream: UpstreamClient::new()?,
-        leadership: leadership.clone(),
-        interval: config.pooling.manager.cleanup_interval,
-        warmup: Some(housekeeping::WarmUp {
-            pools: Pools::new(control.clone(), store.clone()),
-            upstream: UpstreamClient::new()?,
-            leadership: leadership.clone(),
-            enabled: config.pooling.enabled,
-        }),
-        snapshots: Some(housekeeping::Snapshots::new(
-            Pools::new(control.clone(), store.clone()),
-            leadership.clone(),
-            config.pooling.manager.cleanup_interval,
-            config.pooling.manager.metrics_retention_days,
-        )),
-    };
+    let slots = SlotClient::new(
+        Pools::new(control.clone(), store.clone()),
+        UpstreamClient::new()?,
+        &holder,
+        config.pooling.pre_ping_window,
+        Arc::new(Tracker::default()),
+    );
     tracing::info!(%holder, "coordinator started; campaigning for leadership");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let elect = tokio::spawn(leadership.clone().run(wait(stopped.clone())));
-    let health = housekeeping::HealthCheck {
-        pools: Pools::new(control.clone(), store.clone()),
-        upstream: UpstreamClient::new()?,
-        leadership: leadership.clone(),
-        interval: config.pooling.manager.health_check_interval,
-    };
-    let check = tokio::spawn(health.run(wait(stopped.clone())));
-    let clean = tokio::spawn(cleanup.run(wait(stopped.clone())));
+    let running = housekeeping::spawn(
+        slots,
+        leadership.clone(),
+        housekeeping::Schedule::from_config(&config),
+        stopped.clone(),
+    );
     let addr = format!("{}:{}", config.server.host, config.server.coordinator_port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -100,16 +90,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let router = probes.router();
     let http = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(wait(stopped))
-            .await
+        axum::serve(
+            listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            }),
+            router,
+        )
+        .with_graceful_shutdown(wait(stopped))
+        .await
     });
     shutdown::signal().await;
     let _ = stop.send(true);
     // The election task resigns on its way out, so another replica can lead at once.
-    let _ = elect.await;
-    let _ = clean.await;
-    let _ = check.await;
+    running.join().await;
     let _ = http.await;
     control.close().await;
     store.close().await;

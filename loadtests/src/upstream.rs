@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -93,9 +94,14 @@ impl Upstream {
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.notified().await })
-                .await;
+            let _ = axum::serve(
+                listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                app,
+            )
+            .with_graceful_shutdown(async move { stopped.notified().await })
+            .await;
         });
         Ok(Upstream { inner, addr, stop })
     }
@@ -128,6 +134,16 @@ impl Upstream {
 
     pub fn live_sessions(&self) -> usize {
         self.inner.sessions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Forgets every session while staying up (a server that restarted behind the same address,
+    /// or expired them): later requests on them get 404. Returns how many there were.
+    pub fn forget_sessions(&self) -> usize {
+        self.inner
+            .sessions
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s).len())
+            .unwrap_or(0)
     }
 }
 
@@ -293,8 +309,10 @@ async fn stateless(inner: &Arc<Inner>, headers: &HeaderMap, msg: &Value, id: Val
             let result = json!({
                 "supportedVersions": [STATELESS_VERSION],
                 "capabilities": {"tools": {"listChanged": false}},
-                "serverInfo": {"name": "poolgate-test-upstream", "version": env!("CARGO_PKG_VERSION")},
                 "instructions": "stateless test upstream",
+                // Where the revision puts the server's identity (not at the top level).
+                "_meta": {"io.modelcontextprotocol/serverInfo":
+                    {"name": "poolgate-test-upstream", "version": env!("CARGO_PKG_VERSION")}},
             });
             json_response(StatusCode::OK, json!({"jsonrpc": "2.0", "id": id, "result": result}))
         }

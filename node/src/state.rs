@@ -10,6 +10,7 @@ use poolgate_shared::config::Config;
 use poolgate_shared::control::{ControlPlane, Pools};
 use poolgate_shared::domain::server::{Server, ServerId};
 use poolgate_shared::session_id::SessionCodec;
+use poolgate_shared::slots::SlotClient;
 use poolgate_shared::store::{Store, StoreError};
 use poolgate_shared::upstream::UpstreamClient;
 
@@ -38,12 +39,9 @@ pub struct Inner {
     pub shared_calls: Mutex<HashMap<String, (poolgate_shared::upstream::SessionTarget, serde_json::Value)>>,
     /// JSON-RPC ids in flight per client session on this node (I9: a reused id is refused).
     pub inflight: Mutex<HashMap<String, HashSet<String>>>,
-    /// Per server: the upstream's protocol version and `initialize` result, so a shared-isolation
-    /// client's `initialize` needs no lease once this node has seen one.
-    pub init_results: Mutex<HashMap<ServerId, (String, serde_json::Value)>>,
-    /// Per endpoint URL: its `server/discover` result when it speaks the sessionless revision
-    /// (`None`: it needs the handshake), and when that was learned.
-    pub discovery: Mutex<HashMap<String, (Instant, Option<serde_json::Value>)>>,
+    /// The pool client: leases, upstream sessions, upstream profiles (one home, shared with the
+    /// embedded node's warm-up).
+    pub slots: SlotClient,
     /// When this node last refreshed each binding's idle TTL (touches are amortized).
     pub touched: Mutex<HashMap<String, Instant>>,
     /// Shared isolation: each user's last slot per server (`server|user` -> slot id), so releases

@@ -200,7 +200,7 @@ svc_ensure_packages() {
 
     # Each package must be installed AND its command usable.
     local pkg cmd
-    for pkg in redis-server:redis-server redis-sentinel:redis-sentinel redis-tools:redis-cli; do
+    for pkg in redis-server:redis-server redis-sentinel:redis-sentinel redis-tools:redis-cli jq:jq curl:curl; do
         cmd=${pkg#*:}
         pkg=${pkg%%:*}
         if ! _svc_pkg_installed "$pkg" || ! command -v "$cmd" >/dev/null 2>&1; then

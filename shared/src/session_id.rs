@@ -43,10 +43,23 @@ pub struct ClientSession {
     /// Protocol version negotiated with the client.
     #[serde(default)]
     pub cv: String,
-    /// How the session is served: "bound" (session isolation), "shared", or "direct" (no pool).
-    pub mode: String,
+    /// How the session is served.
+    pub mode: SessionMode,
     /// Issued at, seconds since the epoch.
     pub iat: i64,
+}
+
+/// How a client session is served. Encoded by name ("bound", "shared", "direct"), as ids
+/// issued before this type existed spelled it, so those ids keep working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// Session isolation: the client owns one upstream session, through its binding.
+    Bound,
+    /// Shared isolation (or a sessionless upstream): each request leases a slot.
+    Shared,
+    /// Pooling off: the client's own upstream session, outside any pool.
+    Direct,
 }
 
 /// Encrypts and decrypts client session ids.
@@ -136,8 +149,50 @@ mod tests {
             sid: Some("up".into()),
             pv: "2025-11-25".into(),
             cv: "2025-06-18".into(),
-            mode: "bound".into(),
+            mode: SessionMode::Bound,
             iat: 1,
+        }
+    }
+
+    /// Ids issued by releases that kept the mode as a string decode to the same session.
+    #[test]
+    fn modes_spelled_as_strings_still_decode() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            sub: &'a str,
+            srv: &'a str,
+            key: &'a str,
+            url: &'a str,
+            sid: Option<&'a str>,
+            pv: &'a str,
+            cv: &'a str,
+            mode: &'a str,
+            iat: i64,
+        }
+        for (word, mode) in [
+            ("bound", SessionMode::Bound),
+            ("shared", SessionMode::Shared),
+            ("direct", SessionMode::Direct),
+        ] {
+            let before = Before {
+                sub: "alice",
+                srv: "s1",
+                key: "k",
+                url: "http://u/mcp",
+                sid: Some("abc"),
+                pv: "2025-11-25",
+                cv: "2025-06-18",
+                mode: word,
+                iat: 1,
+            };
+            let bytes = rmp_serde::to_vec_named(&before).expect("encode");
+            let now: ClientSession = rmp_serde::from_slice(&bytes).expect("decode");
+            assert_eq!(now.mode, mode);
+            assert_eq!(now.sub, "alice");
+            // And the other way: what this release writes, the old layout reads.
+            let back = rmp_serde::to_vec_named(&now).expect("encode");
+            let value: serde_json::Value = rmp_serde::from_slice(&back).expect("decode as value");
+            assert_eq!(value["mode"], word);
         }
     }
 

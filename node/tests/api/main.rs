@@ -22,4 +22,5 @@ mod rolling;
 mod sdk;
 mod servers;
 mod shutdown;
+mod slots;
 mod strategies;

@@ -1,18 +1,18 @@
-//! The cleanup loop (`POOL_MANAGER_CLEANUP_INTERVAL`, leader only): per pool, reclaim expired
+//! The cleanup pass (every `POOL_MANAGER_CLEANUP_INTERVAL`, leader only): per pool, reclaim expired
 //! leases, idle bindings and reservations whose creator died (and the outbox of slots removed
 //! elsewhere), recycle idle slots older than `pool_recycle_seconds` with a fenced script, and
 //! close every removed slot's upstream session with DELETE. Work per tick is bounded.
 
 use std::time::Duration;
 
-use crate::control::{ControlError, Pools, SlotRecord};
-use crate::domain::server::Server;
-use crate::upstream::{SessionTarget, UpstreamClient};
+use crate::control::{ControlError, Pools};
+use crate::slots::close_removed;
+use crate::upstream::UpstreamClient;
 
 use super::leader::Leadership;
+use super::POOLS_PER_TICK;
 
-/// Most pools visited per tick, and most items of each kind handled per pool.
-pub const POOLS_PER_TICK: usize = 500;
+/// Most items of each kind (leases, bindings, reservations, recycled slots) handled per pool.
 pub const ITEMS_PER_POOL: u32 = 1000;
 
 /// What one tick did.
@@ -33,57 +33,9 @@ pub struct Cleanup {
     pub pools: Pools,
     pub upstream: UpstreamClient,
     pub leadership: Leadership,
-    pub interval: Duration,
-    /// Runs right after each cleanup pass (it refills what cleanup removed).
-    pub warmup: Option<super::warmup::WarmUp>,
-    /// Metrics snapshots and retention, after warm-up.
-    pub snapshots: Option<super::snapshot::Snapshots>,
-}
-
-/// Ends the upstream sessions of removed slots (best effort: an upstream that is down ends them
-/// by its own idle timeout).
-pub async fn close_removed(upstream: &UpstreamClient, server: Option<&Server>, closed: &[SlotRecord]) -> u64 {
-    let headers = server.map(|s| s.upstream_headers.pairs()).unwrap_or_default();
-    let mut n = 0;
-    for slot in closed {
-        let target = SessionTarget::for_slot(slot, headers.clone());
-        if target.session_id.is_some() && !target.url.is_empty() {
-            match upstream.close(&target).await {
-                Ok(()) => n += 1,
-                Err(e) => tracing::debug!(url = %target.url, error = %e, "closing a removed upstream session failed"),
-            }
-        }
-    }
-    n
 }
 
 impl Cleanup {
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(self.interval) => {}
-            }
-            let report = self.tick().await;
-            if report.pools > 0 {
-                tracing::debug!(?report, "cleanup tick");
-            }
-            if let Some(w) = &self.warmup {
-                let created = w.tick().await;
-                if created > 0 {
-                    tracing::debug!(created, "warm-up tick");
-                }
-            }
-            if let Some(s) = &self.snapshots {
-                let r = s.tick().await;
-                if r.written + r.deleted > 0 {
-                    tracing::debug!(?r, "snapshot tick");
-                }
-            }
-        }
-    }
-
     /// One pass over the pools, if this process leads.
     pub async fn tick(&self) -> CleanupReport {
         let mut report = CleanupReport::default();

@@ -1,16 +1,15 @@
-//! The health-check loop (`POOL_MANAGER_HEALTH_CHECK_INTERVAL`, leader only): ping the idle
+//! The health-check pass (every `POOL_MANAGER_HEALTH_CHECK_INTERVAL`, leader only): ping the idle
 //! upstream sessions of every pool (`ping`, or `server/discover` for a sessionless upstream); a
 //! session that fails is marked unhealthy, which removes it (it is idle) and closes it upstream,
 //! and warm-up replaces it once the upstream answers again. Each pass records how many were pinged
 //! and how many failed in the control plane, so every node's health score reflects it.
 
-use std::time::Duration;
-
 use crate::control::{Pools, SlotState};
+use crate::slots::close_removed;
 use crate::upstream::{SessionTarget, UpstreamClient};
 
-use super::cleanup::{close_removed, POOLS_PER_TICK};
 use super::leader::Leadership;
+use super::POOLS_PER_TICK;
 
 /// Most sessions pinged per pool per pass.
 pub const PINGS_PER_POOL: usize = 50;
@@ -26,24 +25,9 @@ pub struct HealthCheck {
     pub pools: Pools,
     pub upstream: UpstreamClient,
     pub leadership: Leadership,
-    pub interval: Duration,
 }
 
 impl HealthCheck {
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(self.interval) => {}
-            }
-            let report = self.tick().await;
-            if report.failed > 0 {
-                tracing::warn!(?report, "health check found failing upstream sessions");
-            }
-        }
-    }
-
     pub async fn tick(&self) -> HealthReport {
         let mut report = HealthReport::default();
         if self.leadership.term().is_none() {

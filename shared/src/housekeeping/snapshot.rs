@@ -181,7 +181,7 @@ impl Snapshots {
         let Ok(pools) = self.pools.control.pools().await else {
             return report;
         };
-        for pool in pools.into_iter().take(super::cleanup::POOLS_PER_TICK) {
+        for pool in pools.into_iter().take(super::POOLS_PER_TICK) {
             let (Ok(stats), Ok(slots)) = (
                 self.pools.control.stats(&pool).await,
                 self.pools.control.slots(&pool).await,

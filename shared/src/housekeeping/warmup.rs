@@ -1,49 +1,26 @@
-//! The warm-up loop (leader only): keep `pool_min_size` idle, initialized upstream sessions ready
-//! in every enabled pool, so a new client pays no upstream handshake. Each creation is a fenced
-//! `warm` reservation (never beyond `pool_max_size`, I1), the upstream session is created
-//! (`server/discover` first, else the `initialize` handshake), then committed — or the reservation
-//! is aborted when the upstream fails.
+//! The warm-up pass (leader only, after each cleanup pass): keep `pool_min_size` idle, initialized
+//! upstream sessions ready in every enabled pool, so a new client pays no upstream handshake. Each
+//! creation is a fenced `warm` reservation (never beyond `pool_max_size`, I1); the slot is then
+//! created by [`SlotClient::create_slot`] — the same open-and-commit path a node takes for a slot
+//! it needs at once — or the reservation is aborted when the upstream fails.
 
-use crate::control::{Committed, ControlError, Pools, SlotMeta};
+use crate::control::{ControlError, Reservation};
 use crate::domain::pool::Strategy;
-use crate::domain::server::Server;
-use crate::upstream::{UpstreamClient, LATEST_SESSION_VERSION, STATELESS_VERSION};
+use crate::domain::server::{Server, ServerId};
+use crate::slots::{SlotClient, SlotError};
 
 use super::leader::Leadership;
+use super::POOLS_PER_TICK;
 
 /// Most creations per pool per tick.
 pub const CREATES_PER_TICK: u32 = 20;
 
 #[derive(Clone)]
 pub struct WarmUp {
-    pub pools: Pools,
-    pub upstream: UpstreamClient,
+    pub slots: SlotClient,
     pub leadership: Leadership,
     /// `POOL_ENABLED`: the global switch.
     pub enabled: bool,
-}
-
-/// Creates one upstream session at `url`: sessionless when the server answers `server/discover`.
-pub async fn open_session(upstream: &UpstreamClient, server: &Server, url: &str) -> Result<SlotMeta, String> {
-    let headers = server.upstream_headers.pairs();
-    if let Ok(Some(d)) = upstream.discover(url, &headers).await {
-        return Ok(SlotMeta {
-            session_id: None,
-            protocol_version: Some(STATELESS_VERSION.to_owned()),
-            endpoint: Some(url.to_owned()),
-            init: Some(d.to_string()),
-        });
-    }
-    let init = upstream
-        .initialize(url, &headers, LATEST_SESSION_VERSION)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(SlotMeta {
-        session_id: init.session_id,
-        protocol_version: Some(init.protocol_version),
-        endpoint: Some(url.to_owned()),
-        init: Some(init.result.to_string()),
-    })
 }
 
 impl WarmUp {
@@ -53,12 +30,12 @@ impl WarmUp {
         if !self.enabled {
             return 0;
         }
-        let Ok(pools) = self.pools.control.pools().await else {
+        let Ok(pools) = self.slots.control().pools().await else {
             return 0;
         };
         let mut created = 0;
-        for pool in pools.into_iter().take(super::cleanup::POOLS_PER_TICK) {
-            let Ok(Some(server)) = self.pools.store.get_server(&pool).await else {
+        for pool in pools.into_iter().take(POOLS_PER_TICK) {
+            let Ok(Some(server)) = self.slots.pools().store.get_server(&pool).await else {
                 continue;
             };
             // Under `none` every request gets a fresh session: warm ones would never be used.
@@ -69,44 +46,48 @@ impl WarmUp {
                 continue;
             }
             for _ in 0..CREATES_PER_TICK.min(server.pool.pool_min_size) {
-                let id = uuid::Uuid::new_v4().to_string();
-                let resv = match self
-                    .pools
-                    .control
-                    .warm(&pool, term, server.pool.pool_min_size, &id, self.leadership.holder())
-                    .await
-                {
-                    Ok(Some(r)) => r,
-                    Ok(None) => break,
-                    Err(ControlError::StaleFence { .. }) => {
-                        self.leadership.step_down();
+                let Some(resv) = self.reserve(&pool, term, &server).await else {
+                    if self.leadership.term() != Some(term) {
                         return created;
                     }
-                    Err(e) => {
-                        tracing::warn!(%pool, error = %e, "warm-up: reservation failed");
-                        break;
-                    }
-                };
-                let Some(endpoint) = server.endpoints.get(resv.endpoint as usize) else {
-                    let _ = self.pools.control.abort(&pool, &resv.id).await;
                     break;
                 };
-                match open_session(&self.upstream, &server, &endpoint.url).await {
-                    Ok(meta) => {
-                        let slot = uuid::Uuid::new_v4().simple().to_string();
-                        match self.pools.control.commit(&pool, &resv.id, &slot, &meta).await {
-                            Ok(Committed::Added(_)) | Ok(Committed::Leased(_)) => created += 1,
-                            Err(e) => tracing::warn!(%pool, error = %e, "warm-up: commit failed"),
-                        }
+                match self.slots.create_slot(&server, &resv, None).await {
+                    Ok(_) => created += 1,
+                    Err(SlotError::Upstream(e)) => {
+                        tracing::info!(%pool, endpoint = resv.endpoint, error = %e, "warm-up: upstream session not created");
+                        break;
                     }
                     Err(e) => {
-                        tracing::info!(%pool, url = %endpoint.url, error = %e, "warm-up: upstream session not created");
-                        let _ = self.pools.control.abort(&pool, &resv.id).await;
+                        tracing::warn!(%pool, error = %e, "warm-up: slot not created");
                         break;
                     }
                 }
             }
         }
         created
+    }
+
+    /// A fenced reservation for one more warm slot; `None` when the pool has enough (or on a
+    /// failure, logged; a refused token also steps down).
+    async fn reserve(&self, pool: &ServerId, term: u64, server: &Server) -> Option<Reservation> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let holder = self.leadership.holder();
+        match self
+            .slots
+            .control()
+            .warm(pool, term, server.pool.pool_min_size, &id, holder)
+            .await
+        {
+            Ok(r) => r,
+            Err(ControlError::StaleFence { .. }) => {
+                self.leadership.step_down();
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%pool, error = %e, "warm-up: reservation failed");
+                None
+            }
+        }
     }
 }

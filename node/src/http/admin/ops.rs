@@ -240,7 +240,7 @@ pub async fn mark_draining(state: &AppState, server: &Server) -> Result<usize, C
 }
 
 async fn close_now(state: &AppState, server: &Server, closed: Vec<poolgate_shared::control::SlotRecord>) {
-    poolgate_shared::housekeeping::cleanup::close_removed(&state.upstream, Some(server), &closed).await;
+    poolgate_shared::slots::close_removed(&state.upstream, Some(server), &closed).await;
 }
 
 /// `GET /api/servers/{id}/pool/optimize`: the optimizer's recommendation for this pool, with its

@@ -21,20 +21,15 @@ use serde_json::{json, Value};
 
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
-use poolgate_shared::session_id::ClientSession;
+use poolgate_shared::slots::{LeaseRequest, SERVER_INFO_META, USER_KEY_PREFIX};
 use poolgate_shared::upstream::{
     LATEST_SESSION_VERSION, META_CAPABILITIES, META_VERSION, METHOD_HEADER, NAME_HEADER, SESSION_VERSIONS,
     STATELESS_VERSION, VERSION_HEADER,
 };
 
-use super::{discovered, lease_slot, proxy, MODE_SHARED, USER_KEY_PREFIX};
+use super::forward::{forward_leased, LeasedCall};
+use super::McpError;
 use crate::state::AppState;
-
-/// JSON-RPC errors of the revision.
-pub const HEADER_MISMATCH: i64 = -32020;
-pub const UNSUPPORTED_VERSION: i64 = -32022;
-pub const INVALID_PARAMS: i64 = -32602;
-pub const METHOD_NOT_FOUND: i64 = -32601;
 
 /// Versions this gateway serves to modern (sessionless) clients.
 pub const MODERN_VERSIONS: [&str; 1] = [STATELESS_VERSION];
@@ -46,7 +41,6 @@ const CACHEABLE: [&str; 5] = [
     "resources/templates/list",
     "resources/read",
 ];
-const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
 /// Whether a request is meant for the sessionless revision: its `_meta` carries the revision's
 /// version key (then a session-era or missing header is a mismatch to report), or its version
@@ -59,35 +53,6 @@ pub fn is_modern(headers: &HeaderMap, msg: &Value) -> bool {
     header.is_some_and(|v| !SESSION_VERSIONS.contains(&v) && v != "2024-11-05")
 }
 
-/// Why a request was refused: a JSON-RPC error answered with HTTP 400.
-struct Refusal {
-    code: i64,
-    message: String,
-    data: Option<Value>,
-}
-
-fn refuse(code: i64, message: impl Into<String>, data: Option<Value>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-        data,
-    }
-}
-
-impl Refusal {
-    fn into_response(self, id: &Value) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(d) = self.data {
-            error["data"] = d;
-        }
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": error})),
-        )
-            .into_response()
-    }
-}
-
 fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
     let mut all = headers.get_all(name).iter();
     let first = all.next();
@@ -98,48 +63,37 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
 }
 
 /// Checks `_meta`, the routing headers and the version, in the revision's order.
-fn validate(headers: &HeaderMap, msg: &Value) -> Result<(), Refusal> {
+fn validate(headers: &HeaderMap, msg: &Value) -> Result<(), McpError> {
     let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
     let Some(meta) = msg.pointer("/params/_meta").and_then(Value::as_object) else {
-        return Err(refuse(
-            INVALID_PARAMS,
-            format!("params._meta must be an object carrying the required '{META_VERSION}' and '{META_CAPABILITIES}' envelope keys"),
-            None,
-        ));
+        return Err(McpError::InvalidParams(format!(
+            "params._meta must be an object carrying the required '{META_VERSION}' and '{META_CAPABILITIES}' envelope keys"
+        )));
     };
     let missing: Vec<&str> = [META_VERSION, META_CAPABILITIES]
         .into_iter()
         .filter(|k| !meta.contains_key(*k))
         .collect();
     if !missing.is_empty() {
-        return Err(refuse(
-            INVALID_PARAMS,
-            format!(
-                "params._meta is missing the required envelope key(s): {}",
-                missing.join(", ")
-            ),
-            None,
-        ));
+        return Err(McpError::InvalidParams(format!(
+            "params._meta is missing the required envelope key(s): {}",
+            missing.join(", ")
+        )));
     }
     let envelope = meta.get(META_VERSION).and_then(Value::as_str).unwrap_or_default();
-    let header_err = |e: String| refuse(HEADER_MISMATCH, e, None);
+    let header_err = McpError::HeaderMismatch;
+    let mismatch = |m: &str| McpError::HeaderMismatch(m.to_owned());
     match single_header(headers, VERSION_HEADER).map_err(header_err)? {
-        None => return Err(refuse(HEADER_MISMATCH, "mcp-protocol-version header is required", None)),
+        None => return Err(mismatch("mcp-protocol-version header is required")),
         Some(v) if v != envelope => {
-            return Err(refuse(
-                HEADER_MISMATCH,
+            return Err(mismatch(
                 "mcp-protocol-version header does not match the request envelope's protocol version",
-                None,
             ))
         }
         Some(_) => {}
     }
     if single_header(headers, METHOD_HEADER).map_err(header_err)? != Some(method) {
-        return Err(refuse(
-            HEADER_MISMATCH,
-            "mcp-method header does not match the request body's method",
-            None,
-        ));
+        return Err(mismatch("mcp-method header does not match the request body's method"));
     }
     let name = match method {
         "tools/call" | "prompts/get" => Some(("name", msg.pointer("/params/name").and_then(Value::as_str))),
@@ -149,19 +103,16 @@ fn validate(headers: &HeaderMap, msg: &Value) -> Result<(), Refusal> {
     if let Some((field, expected)) = name {
         let got = single_header(headers, NAME_HEADER).map_err(header_err)?;
         if got.is_none() || got != expected {
-            return Err(refuse(
-                HEADER_MISMATCH,
-                format!("mcp-name header does not match the request body's '{field}' parameter"),
-                None,
-            ));
+            return Err(McpError::HeaderMismatch(format!(
+                "mcp-name header does not match the request body's '{field}' parameter"
+            )));
         }
     }
     if !MODERN_VERSIONS.contains(&envelope) {
-        return Err(refuse(
-            UNSUPPORTED_VERSION,
-            "Unsupported protocol version",
-            Some(json!({"supported": MODERN_VERSIONS, "requested": envelope})),
-        ));
+        return Err(McpError::UnsupportedVersion {
+            supported: MODERN_VERSIONS.to_vec(),
+            requested: envelope.to_owned(),
+        });
     }
     Ok(())
 }
@@ -188,57 +139,36 @@ pub(crate) fn complete_result(method: &str, result: &mut Value) {
 fn server_info(result: &Value) -> Value {
     result
         .pointer("/_meta")
-        .and_then(|m| m.get(SERVER_INFO))
+        .and_then(|m| m.get(SERVER_INFO_META))
         .or_else(|| result.get("serverInfo"))
         .cloned()
         .unwrap_or(Value::Null)
 }
 
 /// `server/discover`, answered by the gateway.
-async fn discover(state: &AppState, server: &Server, subject: &str, id: &Value) -> Response {
+async fn discover(state: &AppState, server: &Server, subject: &str, id: &Value) -> Result<Response, McpError> {
     let upstream = match server.endpoints.first() {
-        Some(e) => discovered(state, server, &e.url).await,
+        Some(e) => state.slots.discovered(server, &e.url).await,
         None => None,
     };
     let source = match upstream {
         Some(d) => d,
-        None => {
-            // A session-era upstream: a warm session's cached initialize result.
-            let cached = state
-                .init_results
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&server.id).map(|(_, r)| r.clone()));
-            match cached {
-                Some(r) => r,
-                None => {
-                    let key = lease_key(server, subject, false);
-                    let lease = match lease_slot(state, server, key.as_deref(), Some(LATEST_SESSION_VERSION), id).await
-                    {
-                        Ok(l) => l,
-                        Err(resp) => return resp,
-                    };
-                    let _ = state.control.release(&server.id, &lease.id, Default::default()).await;
-                    let pv = lease
-                        .slot
-                        .meta
-                        .protocol_version
-                        .clone()
-                        .unwrap_or_else(|| LATEST_SESSION_VERSION.to_owned());
-                    let r: Value = lease
-                        .slot
-                        .meta
-                        .init
-                        .as_deref()
-                        .and_then(|t| serde_json::from_str(t).ok())
-                        .unwrap_or(Value::Null);
-                    if let Ok(mut m) = state.init_results.lock() {
-                        m.insert(server.id.clone(), (pv, r.clone()));
-                    }
-                    r
-                }
+        // A session-era upstream: a warm session's cached initialize result.
+        None => match state.slots.profiles().init(&server.id) {
+            Some((_, r)) => r,
+            None => {
+                let key = lease_key(server, subject, false);
+                let req = LeaseRequest {
+                    key: key.as_deref(),
+                    version: Some(LATEST_SESSION_VERSION),
+                    pre_ping: false,
+                };
+                let lease = state.slots.lease(server, req).await?;
+                let meta = lease.slot().meta.clone();
+                lease.release().await;
+                state.slots.init_result(&server.id, &meta, true).1
             }
-        }
+        },
     };
     let mut result = json!({
         "supportedVersions": MODERN_VERSIONS,
@@ -246,16 +176,16 @@ async fn discover(state: &AppState, server: &Server, subject: &str, id: &Value) 
         "resultType": "complete",
         "ttlMs": 0,
         "cacheScope": "private",
-        "_meta": {SERVER_INFO: server_info(&source)},
+        "_meta": {SERVER_INFO_META: server_info(&source)},
     });
     if let Some(i) = source.get("instructions") {
         result["instructions"] = i.clone();
     }
-    (
+    Ok((
         StatusCode::OK,
         axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})),
     )
-        .into_response()
+        .into_response())
 }
 
 /// The key a modern client's lease is bound to: the user, behind a session-era upstream in
@@ -273,50 +203,53 @@ fn lease_key(server: &Server, subject: &str, sessionless_upstream: bool) -> Opti
 
 pub async fn handle(state: &AppState, server: &Server, subject: &str, headers: &HeaderMap, msg: Value) -> Response {
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
-    if let Err(refusal) = validate(headers, &msg) {
-        return refusal.into_response(&id);
-    }
+    route(state, server, subject, headers, msg)
+        .await
+        .unwrap_or_else(|e| e.answer(&id))
+}
+
+async fn route(
+    state: &AppState,
+    server: &Server,
+    subject: &str,
+    headers: &HeaderMap,
+    msg: Value,
+) -> Result<Response, McpError> {
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    validate(headers, &msg)?;
     let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
     if msg.get("id").is_none() || method.is_empty() {
         // Notifications and stray responses: there is no session to deliver them to.
-        return StatusCode::ACCEPTED.into_response();
+        return Ok(StatusCode::ACCEPTED.into_response());
     }
     match method.as_str() {
         "server/discover" => return discover(state, server, subject, &id).await,
         "initialize" | "ping" | "notifications/initialized" | "logging/setLevel" => {
-            return (
-                StatusCode::NOT_FOUND,
-                axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": METHOD_NOT_FOUND, "message": "Method not found", "data": method}})),
-            )
-                .into_response()
+            return Err(McpError::MethodNotFound {
+                method,
+                message: "Method not found".to_owned(),
+            })
         }
         _ => {}
     }
-    let sessionless = match server.endpoints.first() {
-        Some(e) => discovered(state, server, &e.url).await.is_some(),
-        None => false,
-    };
+    let sessionless = state.slots.sessionless(server).await;
     if method == "subscriptions/listen" && !sessionless {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": METHOD_NOT_FOUND,
-                "message": "subscriptions/listen is not available: this server's upstream speaks the session era", "data": method}})),
-        )
-            .into_response();
+        return Err(McpError::MethodNotFound {
+            method,
+            message: "subscriptions/listen is not available: this server's upstream speaks the session era".to_owned(),
+        });
     }
-    // A per-request session for the shared forwarding path; ids are rewritten per lease, so two
-    // clients of one user can use the same ids at once.
-    let session = ClientSession {
-        sub: subject.to_owned(),
-        srv: server.id.to_string(),
-        key: format!("{subject}:{}:modern", server.id),
-        url: String::new(),
-        sid: None,
-        pv: LATEST_SESSION_VERSION.to_owned(),
-        cv: STATELESS_VERSION.to_owned(),
-        mode: MODE_SHARED.to_owned(),
-        iat: 0,
+    // Ids are rewritten per lease, so two clients of one user can use the same ids at once.
+    let scope = format!("{subject}:{}:modern", server.id);
+    let call = LeasedCall {
+        user: subject,
+        scope: &scope,
+        version: LATEST_SESSION_VERSION,
+        msg,
+        id: Some(id),
+        inflight: None,
+        lease_key: lease_key(server, subject, sessionless),
+        complete_for: Some(method),
     };
-    let key = lease_key(server, subject, sessionless);
-    proxy::forward_modern(state, server, &session, msg, id, key, method).await
+    forward_leased(state, server, call).await
 }

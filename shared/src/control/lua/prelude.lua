@@ -10,7 +10,7 @@
 --   6 resv   ZSET  reservation id -> expiry (ms); counts toward max (I1)
 --   7 rdata  HASH  reservation id -> MessagePack {ep, holder, key, lease}
 --   8 leases ZSET  lease id -> expiry (ms)
---   9 ldata  HASH  lease id -> slot id
+--   9 ldata  HASH  lease id -> "slot id|holder"
 --  10 bind   HASH  binding key -> slot id, or 'resv:<id>' while its first slot is being created
 --  11 bexp   ZSET  binding key -> idle expiry (ms)
 --  12 st     HASH  counters and cursors (seq, rr, vtime, fence, acq, rel, cre, des, tmo, reb, err, exp, ep:<i>)

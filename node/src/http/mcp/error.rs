@@ -1,0 +1,250 @@
+//! Every error the MCP endpoint answers: one type, [`McpError`], and one table
+//! ([`McpError::parts`]) from each kind to its HTTP status and JSON-RPC code. The codes are
+//! defined here and nowhere else ([`code`]).
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use poolgate_shared::control::ControlError;
+use poolgate_shared::slots::SlotError;
+use poolgate_shared::upstream::UpstreamError;
+
+/// JSON-RPC error codes the gateway answers with.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// Server-defined: the session is unknown (the SDKs re-initialize on HTTP 404).
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// Server-defined: no upstream session became free within `pool_timeout`.
+    pub const POOL_EXHAUSTED: i64 = -32002;
+    /// Server-defined: the upstream could not be reached or failed.
+    pub const UPSTREAM_ERROR: i64 = -32003;
+    /// Server-defined: the client re-used a request id that is still in flight.
+    pub const DUPLICATE_ID: i64 = -32004;
+    /// 2026-07-28: a routing header does not match the body.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// 2026-07-28: the requested protocol version is not served.
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
+}
+
+/// Why the gateway answers a client message itself.
+#[derive(Debug)]
+pub enum McpError {
+    /// The body is not JSON.
+    Parse(String),
+    /// Not one JSON-RPC object, or a session-era request without its session header.
+    InvalidRequest(&'static str),
+    /// No such server (the name as the client gave it, when known).
+    UnknownServer(Option<String>),
+    /// The configuration store could not be read.
+    StoreUnavailable,
+    /// An unknown, expired, tampered or foreign session id; or the session's binding ended.
+    SessionNotFound,
+    /// No upstream session became free within `pool_timeout`.
+    Exhausted(Duration),
+    /// The control plane failed (logged; the client is told to retry).
+    Coordination,
+    /// The upstream failed or could not be reached.
+    Upstream(String),
+    /// The client re-used a request id still in flight in its session (I9).
+    DuplicateId,
+    /// The server's endpoint list changed while a slot was being created.
+    EndpointsChanged,
+    /// The binding changed while its slot was being created.
+    BindingChanged,
+    /// The server has no endpoint at all.
+    NoEndpoint,
+    /// A client session id could not be issued.
+    SessionId(String),
+    /// GET on a session without a server-initiated stream.
+    NoStream(&'static str),
+    /// 2026-07-28: `_meta` is missing or incomplete.
+    InvalidParams(String),
+    /// 2026-07-28: a routing header does not match the body.
+    HeaderMismatch(String),
+    /// 2026-07-28: the version in `_meta` is not served.
+    UnsupportedVersion {
+        supported: Vec<&'static str>,
+        requested: String,
+    },
+    /// A method the gateway does not offer here.
+    MethodNotFound { method: String, message: String },
+}
+
+impl McpError {
+    /// The one table: HTTP status and JSON-RPC code of each kind (`in_band`: the error answers
+    /// a request, so a failed upstream is reported in the JSON-RPC answer with HTTP 200).
+    fn parts(&self, in_band: bool) -> (StatusCode, i64) {
+        use code::*;
+        match self {
+            McpError::Parse(_) => (StatusCode::BAD_REQUEST, PARSE_ERROR),
+            McpError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, INVALID_REQUEST),
+            McpError::UnknownServer(_) => (StatusCode::NOT_FOUND, INVALID_REQUEST),
+            McpError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
+            McpError::SessionNotFound => (StatusCode::NOT_FOUND, SESSION_NOT_FOUND),
+            McpError::Exhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, POOL_EXHAUSTED),
+            McpError::Coordination => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
+            McpError::Upstream(_) if in_band => (StatusCode::OK, UPSTREAM_ERROR),
+            McpError::Upstream(_) => (StatusCode::BAD_GATEWAY, UPSTREAM_ERROR),
+            McpError::DuplicateId => (StatusCode::OK, DUPLICATE_ID),
+            McpError::EndpointsChanged => (StatusCode::OK, INTERNAL_ERROR),
+            McpError::BindingChanged => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
+            McpError::NoEndpoint => (StatusCode::OK, INTERNAL_ERROR),
+            McpError::SessionId(_) => (StatusCode::INTERNAL_SERVER_ERROR, INTERNAL_ERROR),
+            McpError::NoStream(_) => (StatusCode::METHOD_NOT_ALLOWED, INVALID_REQUEST),
+            McpError::InvalidParams(_) => (StatusCode::BAD_REQUEST, INVALID_PARAMS),
+            McpError::HeaderMismatch(_) => (StatusCode::BAD_REQUEST, HEADER_MISMATCH),
+            McpError::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, UNSUPPORTED_VERSION),
+            McpError::MethodNotFound { .. } => (StatusCode::NOT_FOUND, METHOD_NOT_FOUND),
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            McpError::Parse(e) => format!("Parse error: {e}"),
+            McpError::InvalidRequest(m) | McpError::NoStream(m) => (*m).to_owned(),
+            McpError::UnknownServer(Some(name)) => format!("unknown server {name:?}"),
+            McpError::UnknownServer(None) => "unknown server".to_owned(),
+            McpError::StoreUnavailable => "configuration store unavailable".to_owned(),
+            McpError::SessionNotFound => "Session not found".to_owned(),
+            McpError::Exhausted(t) => format!(
+                "no upstream session became free within {}s (pool exhausted)",
+                t.as_secs()
+            ),
+            McpError::Coordination => "pool coordination unavailable, retry later".to_owned(),
+            McpError::Upstream(e) => format!("upstream MCP server failed: {e}"),
+            McpError::DuplicateId => "request id already in flight in this session".to_owned(),
+            McpError::EndpointsChanged => "endpoint list changed; retry".to_owned(),
+            McpError::BindingChanged => "binding changed; retry".to_owned(),
+            McpError::NoEndpoint => "server has no endpoint".to_owned(),
+            McpError::SessionId(e) => format!("session id: {e}"),
+            McpError::InvalidParams(m) | McpError::HeaderMismatch(m) => m.clone(),
+            McpError::UnsupportedVersion { .. } => "Unsupported protocol version".to_owned(),
+            McpError::MethodNotFound { message, .. } => message.clone(),
+        }
+    }
+
+    fn data(&self) -> Option<Value> {
+        match self {
+            McpError::UnsupportedVersion { supported, requested } => {
+                Some(json!({"supported": supported, "requested": requested}))
+            }
+            McpError::MethodNotFound { method, .. } => Some(json!(method)),
+            _ => None,
+        }
+    }
+
+    /// The JSON-RPC error object (`{"code", "message"[, "data"]}`).
+    pub fn error_object(&self, in_band: bool) -> Value {
+        let mut error = json!({"code": self.parts(in_band).1, "message": self.message()});
+        if let Some(d) = self.data() {
+            error["data"] = d;
+        }
+        error
+    }
+
+    /// The answer to the request `id`.
+    pub fn answer(self, id: &Value) -> Response {
+        self.respond(id, true)
+    }
+
+    /// The answer to a message that is not a request (a notification, a GET or DELETE).
+    pub fn out_of_band(self) -> Response {
+        self.respond(&Value::Null, false)
+    }
+
+    /// The answer to `id` when the message is a request, else out of band.
+    pub fn answer_to(self, id: Option<&Value>) -> Response {
+        match id {
+            Some(id) => self.answer(id),
+            None => self.out_of_band(),
+        }
+    }
+
+    fn respond(self, id: &Value, in_band: bool) -> Response {
+        let (status, _) = self.parts(in_band);
+        let body = json!({"jsonrpc": "2.0", "id": id, "error": self.error_object(in_band)});
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl From<ControlError> for McpError {
+    fn from(e: ControlError) -> McpError {
+        match e {
+            ControlError::Exhausted(t) => McpError::Exhausted(t),
+            ControlError::BindingLost => McpError::SessionNotFound,
+            ControlError::UnknownPool(_) => McpError::UnknownServer(None),
+            other => {
+                tracing::warn!(error = %other, "control plane call failed");
+                McpError::Coordination
+            }
+        }
+    }
+}
+
+impl From<UpstreamError> for McpError {
+    fn from(e: UpstreamError) -> McpError {
+        McpError::Upstream(e.to_string())
+    }
+}
+
+impl From<SlotError> for McpError {
+    fn from(e: SlotError) -> McpError {
+        match e {
+            SlotError::Control(e) => e.into(),
+            SlotError::Upstream(e) => e.into(),
+            SlotError::EndpointsChanged => McpError::EndpointsChanged,
+            SlotError::BindingChanged => McpError::BindingChanged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_upstream_is_in_band_for_requests_and_502_otherwise() {
+        let e = || McpError::Upstream("down".into());
+        assert_eq!(e().parts(true), (StatusCode::OK, code::UPSTREAM_ERROR));
+        assert_eq!(e().parts(false), (StatusCode::BAD_GATEWAY, code::UPSTREAM_ERROR));
+        assert_eq!(e().error_object(true)["message"], "upstream MCP server failed: down");
+    }
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let r = McpError::Exhausted(Duration::from_secs(3)).answer(&json!(7));
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            r.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let r = McpError::SessionNotFound.out_of_band();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn refusals_carry_their_data() {
+        let e = McpError::UnsupportedVersion {
+            supported: vec!["2026-07-28"],
+            requested: "1999-01-01".into(),
+        };
+        assert_eq!(e.parts(true), (StatusCode::BAD_REQUEST, code::UNSUPPORTED_VERSION));
+        assert_eq!(
+            e.error_object(true)["data"],
+            json!({"supported": ["2026-07-28"], "requested": "1999-01-01"})
+        );
+    }
+}
