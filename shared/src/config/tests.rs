@@ -2,7 +2,9 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use super::*;
-use crate::domain::pool::{Isolation, Strategy};
+use std::time::Duration;
+
+use crate::domain::pool::{Isolation, PoolConfig, Strategy};
 
 fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -31,12 +31,14 @@ mod stream;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use poolgate_shared::domain::server::{Server, ServerId};
+use poolgate_shared::session_id::ClientSession;
 use poolgate_shared::upstream::SESSION_HEADER;
 
 pub use error::{code, McpError};
@@ -114,51 +116,43 @@ pub async fn post(
     forward::forward(&state, &server, &session, msg, body).await
 }
 
-/// GET and DELETE: 405 for sessionless clients; otherwise the caller's own session of this
-/// server, or 404.
-async fn existing_session(
-    state: &AppState,
-    subject: &str,
-    raw_server: &str,
-    headers: &HeaderMap,
-) -> Result<(Arc<Server>, poolgate_shared::session_id::ClientSession), Response> {
-    if modern::is_modern(headers, &Value::Null) {
-        return Err(modern::method_not_allowed());
-    }
-    let server = server_for(state, raw_server).await.map_err(McpError::out_of_band)?;
-    match session::client_session(state, headers, subject, server.id.as_str()) {
-        Some(session) => Ok((server, session)),
-        None => Err(McpError::SessionNotFound.out_of_band()),
+/// The caller's own existing session of the server in the path, for GET and DELETE: 405 for
+/// sessionless clients (they have no session), 404 for anything else.
+pub struct ExistingSession {
+    server: Arc<Server>,
+    session: ClientSession,
+}
+
+impl FromRequestParts<AppState> for ExistingSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Reader(caller) = Reader::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(raw_server) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if modern::is_modern(&parts.headers, &Value::Null) {
+            return Err(modern::method_not_allowed());
+        }
+        let server = server_for(state, &raw_server).await.map_err(McpError::out_of_band)?;
+        match session::client_session(state, &parts.headers, &caller.subject, server.id.as_str()) {
+            Some(session) => Ok(ExistingSession { server, session }),
+            None => Err(McpError::SessionNotFound.out_of_band()),
+        }
     }
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Reader(caller): Reader,
-    Path(raw_server): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let (server, session) = match existing_session(&state, &caller.subject, &raw_server, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
+pub async fn get(State(state): State<AppState>, found: ExistingSession, headers: HeaderMap) -> Response {
     let last = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    stream::relay_stream(&state, &server, &session, last)
+    stream::relay_stream(&state, &found.server, &found.session, last)
         .await
         .unwrap_or_else(McpError::out_of_band)
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    Reader(caller): Reader,
-    Path(raw_server): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let (server, session) = match existing_session(&state, &caller.subject, &raw_server, &headers).await {
-        Ok(found) => found,
-        Err(resp) => return resp,
-    };
-    match session::end(&state, &server, &session).await {
+pub async fn delete(State(state): State<AppState>, found: ExistingSession) -> Response {
+    match session::end(&state, &found.server, &found.session).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => e.out_of_band(),
     }

@@ -1,0 +1,88 @@
+//! `auth.*`: bearer tokens (HS256 secret, admin roles) and the secrets of client session ids.
+
+use super::keys;
+use super::sources::{Secret, Sources};
+use super::{ConfigError, Summary};
+
+pub const DEFAULT_AUTH_REQUIRED: bool = true;
+pub const DEFAULT_POOL_ADMIN_ROLES: &str = "admin,operator";
+/// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// `auth.*`.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    pub required: bool,
+    pub jwt_secret_key: Option<Secret>,
+    pub admin_roles: Vec<String>,
+    /// Former secrets whose client session ids are still accepted (rotation).
+    pub session_secret_fallbacks: Vec<Secret>,
+}
+
+/// A comma-separated list, trimmed, without empty items.
+fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl AuthSettings {
+    pub(super) fn load(src: &Sources<'_>) -> Result<AuthSettings, ConfigError> {
+        let roles = src
+            .get_opt_string(&keys::POOL_ADMIN_ROLES)
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| DEFAULT_POOL_ADMIN_ROLES.to_owned());
+        Ok(AuthSettings {
+            required: src.get_bool(&keys::AUTH_REQUIRED, DEFAULT_AUTH_REQUIRED)?,
+            jwt_secret_key: src.get_opt_string(&keys::JWT_SECRET_KEY).map(|(v, _)| Secret(v)),
+            admin_roles: list(&roles).map(str::to_owned).collect(),
+            session_secret_fallbacks: src
+                .get_opt_string(&keys::SESSION_SECRET_FALLBACKS)
+                .map(|(v, _)| list(&v).map(Secret::new).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.admin_roles.is_empty() {
+            return Err(ConfigError::invalid(
+                keys::POOL_ADMIN_ROLES.env,
+                "must name at least one role",
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret_key {
+            if secret.expose().len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError::invalid(
+                    keys::JWT_SECRET_KEY.env,
+                    format!("must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256"),
+                ));
+            }
+        }
+        if self
+            .session_secret_fallbacks
+            .iter()
+            .any(|s| s.expose().len() < MIN_JWT_SECRET_BYTES)
+        {
+            return Err(ConfigError::invalid(
+                keys::SESSION_SECRET_FALLBACKS.env,
+                format!("every secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn summary(&self, out: &mut Summary) {
+        let secret = if self.jwt_secret_key.is_some() {
+            "[redacted]"
+        } else {
+            "(unset)"
+        };
+        out.extend([
+            (keys::AUTH_REQUIRED.env, self.required.to_string()),
+            (keys::JWT_SECRET_KEY.env, secret.to_owned()),
+            (keys::POOL_ADMIN_ROLES.env, self.admin_roles.join(",")),
+            (
+                keys::SESSION_SECRET_FALLBACKS.env,
+                format!("{} secret(s) [redacted]", self.session_secret_fallbacks.len()),
+            ),
+        ]);
+    }
+}

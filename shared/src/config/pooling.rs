@@ -1,0 +1,169 @@
+//! `pooling.*`: the global switch, the pre-ping window, the pool configuration given to new
+//! servers (`POOL_DEFAULT_*`, validated exactly as the admin API validates) and the leader's pass
+//! intervals (`pooling.manager.*`). Redis settings live in [`super::redis`].
+
+use std::time::Duration;
+
+use crate::domain::pool::{PoolConfig, PoolConfigPatch};
+
+use super::keys::{self, Key};
+use super::redis::RedisSettings;
+use super::sources::{Origin, Sources};
+use super::{ConfigError, Summary};
+
+/// Global switch: `false` turns pooling off for every server whatever its own `pool_enabled`.
+pub const DEFAULT_POOL_ENABLED: bool = true;
+pub const DEFAULT_CLEANUP_INTERVAL: u64 = 300;
+/// A warm upstream session younger than this is used without a pre-ping.
+pub const DEFAULT_PRE_PING_WINDOW: u64 = 5;
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: u64 = 60;
+pub const DEFAULT_METRICS_RETENTION_DAYS: u64 = 7;
+
+/// `pooling.manager.*`: the coordinator's loop intervals.
+#[derive(Clone, Debug)]
+pub struct ManagerSettings {
+    pub cleanup_interval: Duration,
+    pub health_check_interval: Duration,
+    pub metrics_retention_days: u64,
+}
+
+/// `pooling.*`.
+#[derive(Clone, Debug)]
+pub struct PoolingSettings {
+    pub enabled: bool,
+    /// Warm sessions younger than this skip the pre-ping (`pool_pre_ping`).
+    pub pre_ping_window: Duration,
+    /// Pool configuration given to servers registered without one.
+    pub defaults: PoolConfig,
+    pub manager: ManagerSettings,
+    pub redis: RedisSettings,
+}
+
+impl PoolingSettings {
+    pub(super) fn load(src: &Sources<'_>) -> Result<PoolingSettings, ConfigError> {
+        let defaults = pool_defaults(src)?;
+        let redis = RedisSettings::load(src)?;
+        Ok(PoolingSettings {
+            enabled: src.get_bool(&keys::POOL_ENABLED, DEFAULT_POOL_ENABLED)?,
+            pre_ping_window: Duration::from_secs(src.get(
+                &keys::POOL_PRE_PING_WINDOW,
+                DEFAULT_PRE_PING_WINDOW,
+                "must be a whole number of seconds",
+            )?),
+            defaults,
+            manager: ManagerSettings {
+                cleanup_interval: src.get_secs(&keys::POOL_MANAGER_CLEANUP_INTERVAL, DEFAULT_CLEANUP_INTERVAL)?,
+                health_check_interval: src
+                    .get_secs(&keys::POOL_MANAGER_HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
+                metrics_retention_days: src.get(
+                    &keys::POOL_MANAGER_METRICS_RETENTION_DAYS,
+                    DEFAULT_METRICS_RETENTION_DAYS,
+                    "must be a whole number of days",
+                )?,
+            },
+            redis,
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.manager.metrics_retention_days == 0 {
+            return Err(ConfigError::invalid(
+                keys::POOL_MANAGER_METRICS_RETENTION_DAYS.env,
+                "must be at least 1 day",
+            ));
+        }
+        self.redis.validate()
+    }
+
+    pub(super) fn summary(&self, out: &mut Summary) {
+        let d = &self.defaults;
+        let m = &self.manager;
+        out.extend([
+            (keys::POOL_ENABLED.env, self.enabled.to_string()),
+            (keys::POOL_DEFAULT_STRATEGY.env, d.pool_strategy.to_string()),
+            (keys::POOL_DEFAULT_MIN_SIZE.env, d.pool_min_size.to_string()),
+            (keys::POOL_DEFAULT_MAX_SIZE.env, d.pool_max_size.to_string()),
+            (keys::POOL_DEFAULT_TIMEOUT.env, d.pool_timeout.to_string()),
+            (
+                keys::POOL_DEFAULT_RECYCLE_SECONDS.env,
+                d.pool_recycle_seconds.to_string(),
+            ),
+            (keys::POOL_DEFAULT_PRE_PING.env, d.pool_pre_ping.to_string()),
+            (keys::POOL_DEFAULT_ISOLATION.env, d.pool_isolation.to_string()),
+            (
+                keys::POOL_DEFAULT_SESSION_CAPACITY.env,
+                d.pool_session_capacity.to_string(),
+            ),
+            (keys::POOL_DEFAULT_LEASE_TTL.env, d.pool_lease_ttl.to_string()),
+            (keys::POOL_DEFAULT_IDLE_TTL.env, d.pool_idle_ttl.to_string()),
+            (
+                keys::POOL_PRE_PING_WINDOW.env,
+                self.pre_ping_window.as_secs().to_string(),
+            ),
+            (
+                keys::POOL_MANAGER_CLEANUP_INTERVAL.env,
+                m.cleanup_interval.as_secs().to_string(),
+            ),
+            (
+                keys::POOL_MANAGER_HEALTH_CHECK_INTERVAL.env,
+                m.health_check_interval.as_secs().to_string(),
+            ),
+            (
+                keys::POOL_MANAGER_METRICS_RETENTION_DAYS.env,
+                m.metrics_retention_days.to_string(),
+            ),
+        ]);
+        self.redis.summary(out);
+    }
+}
+
+/// `POOL_DEFAULT_*` go through the same validation as the admin API, so a default can never be a
+/// value the API would refuse; the error names the setting rather than the API field.
+fn pool_defaults(src: &Sources<'_>) -> Result<PoolConfig, ConfigError> {
+    let int = |key: &Key| -> Result<Option<i64>, ConfigError> {
+        match src.raw(key) {
+            None => Ok(None),
+            Some((raw, origin)) => raw
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| Sources::error(key, &origin, format!("must be a whole number (got {raw:?})"))),
+        }
+    };
+    let boolean = |key: &Key| -> Result<Option<bool>, ConfigError> {
+        match src.raw(key) {
+            None => Ok(None),
+            Some(_) => src.get_bool(key, false).map(Some),
+        }
+    };
+    let text = |key: &Key| src.get_opt_string(key).map(|(v, _)| v);
+    let patch = PoolConfigPatch {
+        pool_enabled: None,
+        pool_strategy: text(&keys::POOL_DEFAULT_STRATEGY),
+        pool_min_size: int(&keys::POOL_DEFAULT_MIN_SIZE)?,
+        pool_max_size: int(&keys::POOL_DEFAULT_MAX_SIZE)?,
+        pool_timeout: int(&keys::POOL_DEFAULT_TIMEOUT)?,
+        pool_recycle_seconds: int(&keys::POOL_DEFAULT_RECYCLE_SECONDS)?,
+        pool_pre_ping: boolean(&keys::POOL_DEFAULT_PRE_PING)?,
+        pool_isolation: text(&keys::POOL_DEFAULT_ISOLATION),
+        pool_session_capacity: int(&keys::POOL_DEFAULT_SESSION_CAPACITY)?,
+        pool_lease_ttl: int(&keys::POOL_DEFAULT_LEASE_TTL)?,
+        pool_idle_ttl: int(&keys::POOL_DEFAULT_IDLE_TTL)?,
+        pool_auto_optimize: None,
+    };
+    PoolConfig::default().apply(&patch).map_err(|e| {
+        let key = match e.field.as_str() {
+            "pool_strategy" => keys::POOL_DEFAULT_STRATEGY,
+            "pool_min_size" => keys::POOL_DEFAULT_MIN_SIZE,
+            "pool_max_size" => keys::POOL_DEFAULT_MAX_SIZE,
+            "pool_timeout" => keys::POOL_DEFAULT_TIMEOUT,
+            "pool_recycle_seconds" => keys::POOL_DEFAULT_RECYCLE_SECONDS,
+            "pool_isolation" => keys::POOL_DEFAULT_ISOLATION,
+            "pool_session_capacity" => keys::POOL_DEFAULT_SESSION_CAPACITY,
+            "pool_lease_ttl" => keys::POOL_DEFAULT_LEASE_TTL,
+            _ => keys::POOL_DEFAULT_IDLE_TTL,
+        };
+        let origin = src.raw(&key).map(|(_, o)| o).unwrap_or(Origin::Default);
+        Sources::error(&key, &origin, e.rule)
+    })
+}

@@ -1,0 +1,95 @@
+//! `server.*`: where the node (and the coordinator's probes) listen, logging, shutdown and the
+//! admin body limit.
+
+use std::time::Duration;
+
+use super::keys;
+use super::sources::Sources;
+use super::{ConfigError, Summary};
+
+pub const DEFAULT_HOST: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u16 = 4444;
+pub const DEFAULT_COORDINATOR_PORT: u16 = 9100;
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 30;
+pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 64 * 1024;
+
+/// `server.*`: where the node listens and how it logs.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// The coordinator's probe and metrics port.
+    pub coordinator_port: u16,
+    pub log_level: String,
+    pub shutdown_grace: Duration,
+    pub admin_body_limit: usize,
+}
+
+impl ServerSettings {
+    pub(super) fn load(src: &Sources<'_>) -> Result<ServerSettings, ConfigError> {
+        Ok(ServerSettings {
+            host: src
+                .get_opt_string(&keys::HOST)
+                .map(|(v, _)| v)
+                .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+            port: src.get(&keys::PORT, DEFAULT_PORT, "must be a port number 0-65535")?,
+            coordinator_port: src.get(
+                &keys::COORDINATOR_PORT,
+                DEFAULT_COORDINATOR_PORT,
+                "must be a port number 0-65535",
+            )?,
+            log_level: src
+                .get_opt_string(&keys::LOG_LEVEL)
+                .map(|(v, _)| v.to_ascii_lowercase())
+                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+            shutdown_grace: Duration::from_secs(src.get(
+                &keys::SHUTDOWN_GRACE_SECONDS,
+                DEFAULT_SHUTDOWN_GRACE_SECONDS,
+                "must be a whole number of seconds",
+            )?),
+            admin_body_limit: src.get(
+                &keys::ADMIN_BODY_LIMIT,
+                DEFAULT_ADMIN_BODY_LIMIT,
+                "must be a number of bytes",
+            )?,
+        })
+    }
+
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+        if !LEVELS.contains(&self.log_level.as_str()) {
+            return Err(ConfigError::invalid(
+                keys::LOG_LEVEL.env,
+                format!(
+                    "must be one of trace, debug, info, warn, error (got {:?})",
+                    self.log_level
+                ),
+            ));
+        }
+        if self.host.is_empty() {
+            return Err(ConfigError::invalid(keys::HOST.env, "must not be empty"));
+        }
+        if self.admin_body_limit < 1024 {
+            return Err(ConfigError::invalid(
+                keys::ADMIN_BODY_LIMIT.env,
+                "must be at least 1024 bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn summary(&self, out: &mut Summary) {
+        out.extend([
+            (keys::HOST.env, self.host.clone()),
+            (keys::PORT.env, self.port.to_string()),
+            (keys::COORDINATOR_PORT.env, self.coordinator_port.to_string()),
+            (keys::LOG_LEVEL.env, self.log_level.clone()),
+            (
+                keys::SHUTDOWN_GRACE_SECONDS.env,
+                self.shutdown_grace.as_secs().to_string(),
+            ),
+            (keys::ADMIN_BODY_LIMIT.env, self.admin_body_limit.to_string()),
+        ]);
+    }
+}
