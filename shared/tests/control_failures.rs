@@ -5,10 +5,10 @@
 //! - Sentinel failover under load: the invariants hold afterwards.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use poolgate_loadtests::launch::{self, Proc};
 use poolgate_shared::config::DatabaseKind;
 use poolgate_shared::control::{
     AcquireRequest, Acquired, Attempt, Committed, ControlError, ControlPlane, Outcome, PoolSpec, Pools,
@@ -19,8 +19,7 @@ use poolgate_shared::domain::server::{Endpoint, Server, ServerId, UpstreamHeader
 use poolgate_shared::store::Store;
 
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    launch::free_port().expect("free port")
 }
 
 fn temp_dir() -> PathBuf {
@@ -29,50 +28,14 @@ fn temp_dir() -> PathBuf {
     d
 }
 
-/// A redis-server (or redis-sentinel) process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .expect("redis-cli runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    launch::redis_command(port, args).unwrap_or_else(|e| format!("(error: {e})"))
 }
 
+/// A private redis-server on `port` (the same port again is a restart), killed on drop.
 fn start_redis(port: u16, dir: &std::path::Path, extra: &[&str]) -> Proc {
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--dir", dir.to_str().unwrap_or(".")])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server starts (scripts/test.sh installs it)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while redis_cli(port, &["ping"]) != "PONG" {
-        assert!(Instant::now() < deadline, "redis on {port} did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Proc(child)
+    launch::start_redis_on(port, dir, &format!("redis-{port}"), extra)
+        .expect("redis-server starts (scripts/test.sh installs it)")
 }
 
 async fn connect(url: &str, prefix: &str) -> ControlPlane {
@@ -198,22 +161,7 @@ async fn redis_down_fails_fast_and_an_empty_restart_rebuilds_from_the_store() {
 }
 
 fn start_sentinel(port: u16, primary: u16, dir: &std::path::Path) -> Proc {
-    let conf = dir.join(format!("sentinel-{port}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "port {port}\nbind 127.0.0.1\nsentinel resolve-hostnames no\nsentinel monitor pgfail 127.0.0.1 {primary} 2\n\
-             sentinel down-after-milliseconds pgfail 1000\nsentinel failover-timeout pgfail 5000\n"
-        ),
-    )
-    .expect("sentinel conf");
-    let child = Command::new("redis-sentinel")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-sentinel starts");
-    Proc(child)
+    launch::start_sentinel_on(port, primary, "pgfail", dir, &format!("sentinel-{port}")).expect("redis-sentinel starts")
 }
 
 /// Sentinel failover while several tasks acquire and release: afterwards the pool still

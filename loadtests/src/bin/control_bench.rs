@@ -15,6 +15,7 @@ use anyhow::{bail, Context as _};
 use fred::interfaces::ClientLike;
 use fred::types::scripts::Script;
 use fred::types::Value;
+use poolgate_loadtests::launch;
 use poolgate_shared::control::{
     AcquireRequest, Attempt, Committed, ControlPlane, Outcome, PoolSpec, RedisControlPlane, SlotMeta,
 };
@@ -49,34 +50,6 @@ fn parse_args() -> anyhow::Result<Args> {
         bail!("--ops must be between 100 and 1000000");
     }
     Ok(args)
-}
-
-/// A private redis-server, stopped on drop.
-struct PrivateRedis(std::process::Child);
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> anyhow::Result<(PrivateRedis, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("cannot start redis-server (apt-get install redis-server)")?;
-    Ok((PrivateRedis(child), format!("redis://127.0.0.1:{port}")))
 }
 
 #[derive(Clone, Debug)]
@@ -177,14 +150,29 @@ async fn used_memory(client: &fred::clients::Client) -> anyhow::Result<i64> {
         .context("no used_memory in INFO")
 }
 
+/// Removes a directory when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    // Without --redis-url: a private redis-server in a temporary directory, both gone at exit.
+    let dir = std::env::temp_dir().join(format!("poolgate-control-bench-{}", std::process::id()));
+    // Declared first, dropped last: after the Redis process is gone.
+    let _cleanup = RemoveOnDrop(dir.clone());
     let (_private, url) = match &args.redis_url {
         Some(u) => (None, u.clone()),
         None => {
-            let (p, u) = start_redis()?;
-            (Some(p), u)
+            std::fs::create_dir_all(&dir)?;
+            let p = launch::start_redis(&dir, "redis")?;
+            let url = format!("redis://127.0.0.1:{}", p.port);
+            (Some(p), url)
         }
     };
     let prefix = format!("bench:{}:", uuid::Uuid::new_v4().simple());

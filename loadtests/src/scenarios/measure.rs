@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::procs::{cpu_us, redis_call, redis_command, redis_pipeline, Proc, Resp};
+use crate::launch::{cpu_us, redis_call, redis_command, redis_pipeline, Proc, Resp};
 use crate::loadgen::client::{McpClient, Session};
 use crate::loadgen::stats::LoadResult;
 use crate::loadgen::{self, LoadConfig};

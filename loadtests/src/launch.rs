@@ -1,9 +1,12 @@
-//! The processes a scenario runs: test upstreams, poolgate nodes, a private `redis-server` and a
-//! private PostgreSQL — each on 127.0.0.1, on a free port, with its files and log under one
-//! temporary directory, and stopped when its handle is dropped (also on error or Ctrl-C), so a
-//! scenario never leaves anything behind and never touches system-wide services.
+//! The one process launcher of the benchmarks, the scenarios and the tests: test upstreams,
+//! poolgate nodes, a private `redis-server` (and `redis-sentinel`) and a private PostgreSQL —
+//! each on 127.0.0.1, on a free port, with its files and log under a directory the caller owns,
+//! and stopped when its handle is dropped (also on error or panic), so nothing is left behind and
+//! no system-wide service is touched. `control-bench`, the scenarios and the control plane's
+//! failure tests (`shared/tests/control_failures.rs`) all start Redis here.
 //!
-//! Also the `/proc` readings the report needs: resident memory (`VmRSS`) and CPU time per process.
+//! Also a minimal RESP client for commands between runs (`INFO`, `SENTINEL …`), and the `/proc`
+//! readings the report needs: resident memory (`VmRSS`) and CPU time per process.
 
 use std::collections::HashSet;
 use std::io::{Read as _, Write as _};
@@ -85,7 +88,8 @@ impl Proc {
         rss_kib(self.pid())
     }
 
-    fn exited(&mut self) -> Option<String> {
+    /// Why the process is gone (with its log's tail), if it exited.
+    pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {
             Ok(Some(status)) => Some(format!(
                 "{} exited ({status}); log:\n{}",
@@ -97,7 +101,7 @@ impl Proc {
     }
 
     /// Waits until the port accepts TCP connections (or the process dies).
-    fn wait_port(&mut self) -> anyhow::Result<()> {
+    pub fn wait_port(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         while Instant::now() < deadline {
@@ -224,9 +228,15 @@ pub fn upstream_url(p: &Proc) -> String {
     format!("http://127.0.0.1:{}/mcp", p.port)
 }
 
-/// A private `redis-server` (no persistence) in the foreground of a child process.
+/// A private `redis-server` (no persistence) on a free port; see [`start_redis_on`].
 pub fn start_redis(dir: &Path, name: &str) -> anyhow::Result<Proc> {
-    let port = free_port()?;
+    start_redis_on(free_port()?, dir, name, &[])
+}
+
+/// A private `redis-server` (no persistence, foreground) on `port` with `extra` arguments, its
+/// files in `dir/name` and its log in `dir/name.log`; returns once it accepts connections. The
+/// same port again models a restart.
+pub fn start_redis_on(port: u16, dir: &Path, name: &str, extra: &[&str]) -> anyhow::Result<Proc> {
     let rdir = dir.join(name);
     std::fs::create_dir_all(&rdir)?;
     let mut cmd = Command::new("redis-server");
@@ -243,9 +253,30 @@ pub fn start_redis(dir: &Path, name: &str) -> anyhow::Result<Proc> {
         "no",
     ])
     .arg("--dir")
-    .arg(&rdir);
+    .arg(&rdir)
+    .args(extra);
     let mut p = spawn(name, cmd, dir.join(format!("{name}.log")), port)
         .context("redis-server is needed on PATH (apt-get install redis-server)")?;
+    p.wait_port()?;
+    Ok(p)
+}
+
+/// A private `redis-sentinel` on `port` monitoring the primary on `primary` as `service`, with
+/// quick failure detection (1 s down-after, 5 s failover timeout).
+pub fn start_sentinel_on(port: u16, primary: u16, service: &str, dir: &Path, name: &str) -> anyhow::Result<Proc> {
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\nsentinel resolve-hostnames no\nsentinel monitor {service} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {service} 1000\nsentinel failover-timeout {service} 5000\n"
+        ),
+    )
+    .with_context(|| format!("writing {}", conf.display()))?;
+    let mut cmd = Command::new("redis-sentinel");
+    cmd.arg(&conf);
+    let mut p = spawn(name, cmd, dir.join(format!("{name}.log")), port)
+        .context("redis-sentinel is needed on PATH (apt-get install redis-sentinel)")?;
     p.wait_port()?;
     Ok(p)
 }
