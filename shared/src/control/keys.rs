@@ -10,9 +10,29 @@ pub const POOL_KEY_SUFFIXES: [&str; 13] = [
     "cfg", "slots", "all", "avail", "bload", "resv", "rdata", "leases", "ldata", "bind", "bexp", "st", "closing",
 ];
 
+/// One of a pool's keys, by name (its discriminant is its place in `KEYS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKey {
+    Cfg,
+    Slots,
+    All,
+    Avail,
+    Bload,
+    Resv,
+    Rdata,
+    Leases,
+    Ldata,
+    Bind,
+    Bexp,
+    /// Counters and cursors.
+    St,
+    Closing,
+}
+
 /// The keys of one pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolKeys {
+    /// Every key, in the `KEYS` order the scripts receive them.
     pub keys: Vec<String>,
     /// Pub/sub channel announcing releases (and anything else that may free capacity).
     pub channel: String,
@@ -24,13 +44,18 @@ impl PoolKeys {
             .iter()
             .map(|s| format!("{prefix}{{{pool}}}:{s}"))
             .collect();
-        let channel = format!("{}:ev", keys[11]);
+        let channel = format!("{}:ev", keys[PoolKey::St as usize]);
         PoolKeys { keys, channel }
+    }
+
+    /// One key by name.
+    pub fn get(&self, key: PoolKey) -> &str {
+        &self.keys[key as usize]
     }
 
     /// The key holding counters and cursors (`st`).
     pub fn stats_key(&self) -> &str {
-        &self.keys[11]
+        self.get(PoolKey::St)
     }
 }
 
@@ -90,6 +115,17 @@ mod tests {
             assert!(keys.keys.iter().all(|k| hash_slot(k) == slot), "{keys:?}");
             assert!(keys.keys.iter().all(|k| k.starts_with("mcpgateway:pool:{")));
         }
+    }
+
+    #[test]
+    fn named_keys_match_the_script_order() {
+        let keys = PoolKeys::new("p:", &ServerId::parse("s").expect("valid id"));
+        assert_eq!(keys.get(PoolKey::Cfg), "p:{s}:cfg");
+        assert_eq!(keys.get(PoolKey::Slots), "p:{s}:slots");
+        assert_eq!(keys.get(PoolKey::Ldata), "p:{s}:ldata");
+        assert_eq!(keys.get(PoolKey::St), "p:{s}:st");
+        assert_eq!(keys.get(PoolKey::Closing), "p:{s}:closing");
+        assert_eq!(keys.channel, "p:{s}:st:ev");
     }
 
     #[test]

@@ -19,11 +19,25 @@
 //! pub/sub, or an in-process signal) with a periodic re-check because pub/sub is at-most-once,
 //! until `timeout`, then fails with [`ControlError::Exhausted`]. Lease ids are chosen by the caller
 //! so a re-sent call never takes a second lease (I11).
+//!
+//! # Layout
+//! - `mod.rs`: [`ControlPlane`] (one type over both backends, the waiting `acquire`) and the
+//!   types every caller sees ([`Lease`], [`Attempt`], [`Outcome`], [`PoolStats`], …).
+//! - `ops/<op>.rs`: one operation per file — its script's Redis call (arguments, typed reply) and
+//!   its embedded twin side by side; `lua/<op>.lua` is the script itself, `lua/prelude.lua` the
+//!   helpers every pool script shares.
+//! - `redis/`: [`RedisControlPlane`]: clients, bounded calls, script loading, pub/sub wake-ups;
+//!   `reply.rs` decodes replies.
+//! - `embedded/`: [`EmbeddedControlPlane`]: the lock and leader state; `pool.rs` the twin of a
+//!   pool's keys and of the prelude's helpers; `zset.rs` the sorted set.
+//! - `keys.rs` (the key schema, [`keys::PoolKey`]), `codec.rs` (MessagePack slot records),
+//!   `directory.rs` ([`Pools`]: rebuilds a pool from the store).
 
 mod codec;
 mod directory;
 mod embedded;
 pub mod keys;
+mod ops;
 mod redis;
 
 use std::sync::Arc;
@@ -34,6 +48,7 @@ use tokio::sync::watch;
 pub use codec::{SlotMeta, SlotRecord, SlotState, SLOT_RECORD_VERSION};
 pub use directory::Pools;
 pub use embedded::EmbeddedControlPlane;
+pub use ops::LeaderOp;
 pub use redis::RedisControlPlane;
 
 use crate::config::{Config, Mode};
@@ -627,12 +642,14 @@ impl ControlPlane {
 
     /// Extends leadership; `false` if it was lost.
     pub async fn renew_leadership(&self, holder: &str, term: u64, ttl: Duration) -> Result<bool, ControlError> {
-        dispatch!(self, |b| b.leader_op("renew", holder, term, ttl).await)
+        dispatch!(self, |b| b.leader_op(LeaderOp::Renew, holder, term, ttl).await)
     }
 
     /// Gives leadership up; `false` if it was not held.
     pub async fn resign(&self, holder: &str, term: u64) -> Result<bool, ControlError> {
-        dispatch!(self, |b| b.leader_op("resign", holder, term, Duration::ZERO).await)
+        dispatch!(self, |b| b
+            .leader_op(LeaderOp::Resign, holder, term, Duration::ZERO)
+            .await)
     }
 
     /// Records a leader's token on a pool so older leaders' writes are refused there (I6).
