@@ -43,6 +43,10 @@ pub struct UpstreamConfig {
     /// Speak only the sessionless 2026-07-28 revision (strictly: every request must carry the
     /// version header, matching `_meta`, and `Mcp-Method`; anything else is refused with 400).
     pub stateless: bool,
+    /// Answer requests as the official SDK servers do when the client accepts it: an event
+    /// stream whose headers go out first and each event after them in a write of its own (a
+    /// server answering in one write hid a 40 ms Nagle stall from the load tests).
+    pub sse: bool,
 }
 
 /// What happened, for tests.
@@ -195,6 +199,56 @@ async fn delete(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> StatusCo
 }
 
 async fn post(State(inner): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -> Response {
+    let sse = inner.config.sse && accepts_sse(&headers);
+    let resp = answer(inner, headers, body).await;
+    if sse {
+        as_event_stream(resp).await
+    } else {
+        resp
+    }
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// A JSON answer re-sent as the SDK servers send it: `text/event-stream` headers first, then
+/// the message as one event in a later write (the body is not ready when the headers go out).
+async fn as_event_stream(resp: Response) -> Response {
+    let is_json = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if resp.status() != StatusCode::OK || !is_json {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(json) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let event = futures_util::stream::once(async move {
+        // Not ready on the first poll: the server flushes the headers on their own first.
+        tokio::task::yield_now().await;
+        let mut e = b"event: message\ndata: ".to_vec();
+        e.extend_from_slice(&json);
+        e.extend_from_slice(b"\n\n");
+        Ok::<_, Infallible>(Bytes::from(e))
+    });
+    parts.headers.remove("content-length");
+    parts
+        .headers
+        .insert("content-type", HeaderValue::from_static("text/event-stream"));
+    parts
+        .headers
+        .insert("cache-control", HeaderValue::from_static("no-cache"));
+    Response::from_parts(parts, Body::from_stream(event))
+}
+
+async fn answer(inner: Arc<Inner>, headers: HeaderMap, body: Bytes) -> Response {
     inner.stats.requests.fetch_add(1, Ordering::Relaxed);
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return json_response(StatusCode::BAD_REQUEST, rpc_error(&Value::Null, -32700, "parse error"));
@@ -392,11 +446,7 @@ async fn call_tool(inner: &Arc<Inner>, session: &str, id: Value, params: &Value,
             let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100).min(60_000);
             let steps = args.get("steps").and_then(Value::as_u64).unwrap_or(0).min(100);
             let token = params.pointer("/_meta/progressToken").cloned();
-            let wants_sse = headers
-                .get("accept")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/event-stream"));
-            match token.filter(|_| steps > 0 && wants_sse) {
+            match token.filter(|_| steps > 0 && accepts_sse(headers)) {
                 None => {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     json_response(

@@ -1,5 +1,7 @@
-//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N] [--stateless 1]`: runs the test
-//! upstream MCP server on 127.0.0.1 until interrupted (`--stateless 1`: the 2026-07-28 revision).
+//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N] [--stateless 1] [--sse 1]`: runs
+//! the test upstream MCP server on 127.0.0.1 until interrupted (`--stateless 1`: the 2026-07-28
+//! revision; `--sse 1`: answers as event streams, headers and event in separate writes, as the
+//! SDK servers write them).
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
             "--handshake-ms" => config.handshake = Duration::from_millis(value),
             "--latency-ms" => config.latency = Duration::from_millis(value),
             "--stateless" => config.stateless = value != 0,
+            "--sse" => config.sse = value != 0,
             other => bail!("unknown option {other}"),
         }
     }

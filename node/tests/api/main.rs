@@ -24,3 +24,4 @@ mod servers;
 mod shutdown;
 mod slots;
 mod strategies;
+mod streaming;
