@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use axum::serve::ListenerExt as _;
+use poolgate_control::slots::SlotClient;
+use poolgate_control::{ControlPlane, Pools};
+use poolgate_housekeeping::{self as housekeeping, Leadership};
 use poolgate_shared::config::{Config, Mode};
-use poolgate_shared::control::{ControlPlane, Pools};
-use poolgate_shared::housekeeping::{self, Leadership};
 use poolgate_shared::shutdown::Tracker;
-use poolgate_shared::slots::SlotClient;
-use poolgate_shared::store::Store;
-use poolgate_shared::upstream::UpstreamClient;
 use poolgate_shared::{shutdown, telemetry};
+use poolgate_store::Store;
+use poolgate_upstream::UpstreamClient;
 
 fn main() -> ExitCode {
     let config = match Config::from_process_env() {

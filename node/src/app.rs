@@ -7,15 +7,15 @@ use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::session_id::SessionCodec;
+use poolgate_control::slots::SlotClient;
+use poolgate_control::{ControlPlane, Pools};
+use poolgate_housekeeping as housekeeping;
 use poolgate_shared::auth::{generate_secret, JwtKey};
 use poolgate_shared::config::{Config, Mode};
-use poolgate_shared::control::{ControlPlane, Pools};
-use poolgate_shared::housekeeping;
-use poolgate_shared::session_id::SessionCodec;
 use poolgate_shared::shutdown::Tracker;
-use poolgate_shared::slots::SlotClient;
-use poolgate_shared::store::{Store, GENERATED_JWT_SECRET};
-use poolgate_shared::upstream::UpstreamClient;
+use poolgate_store::{Store, GENERATED_JWT_SECRET};
+use poolgate_upstream::UpstreamClient;
 
 use crate::state::{AppState, Inner, ServerCache};
 

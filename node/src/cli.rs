@@ -15,8 +15,8 @@ use anyhow::Context as _;
 
 use poolgate_shared::auth::{now_unix, Claims};
 use poolgate_shared::config::Config;
-use poolgate_shared::store::MigrationState;
 use poolgate_shared::telemetry;
+use poolgate_store::MigrationState;
 
 use crate::app::{open_store, Node};
 
@@ -150,11 +150,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print_status(&store).await
         }
         Command::MigrateStatus => {
-            let store = poolgate_shared::store::Store::connect(&config.database.url, &config.database.kind)?;
+            let store = poolgate_store::Store::connect(&config.database.url, &config.database.kind)?;
             print_status(&store).await
         }
         Command::MigrateDown { to } => {
-            let store = poolgate_shared::store::Store::connect(&config.database.url, &config.database.kind)?;
+            let store = poolgate_store::Store::connect(&config.database.url, &config.database.kind)?;
             let reverted = store.migrate_down(to).await.context("migrate down failed")?;
             if reverted.is_empty() {
                 println!("nothing to revert");
@@ -188,7 +188,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-async fn print_status(store: &poolgate_shared::store::Store) -> anyhow::Result<()> {
+async fn print_status(store: &poolgate_store::Store) -> anyhow::Result<()> {
     for m in store.migration_status().await? {
         let state = match m.state {
             MigrationState::Applied => "applied",

@@ -9,10 +9,13 @@
 //! - [`http`]: routes, auth extractors, JSON errors, probes, admin API, MCP endpoint.
 //! - [`metrics`]: `/metrics` (fleet-wide pool series and this node's own).
 //! - [`drain`]: graceful shutdown (in-flight tracking).
+//! - [`session_id`]: encrypted, self-describing client session ids (only the node issues and
+//!   reads them).
 
 pub mod app;
 pub mod cli;
 pub mod drain;
 pub mod http;
 pub mod metrics;
+pub mod session_id;
 pub mod state;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
-use poolgate_shared::control::{PoolStats, SlotRecord, SlotState, BUCKETS_MS};
+use poolgate_control::{PoolStats, SlotRecord, SlotState, BUCKETS_MS};
 use poolgate_shared::domain::server::Server;
 
 /// How long the fleet-wide text is reused.
@@ -330,7 +330,7 @@ pub fn render_fleet(pools: &[PoolFigures<'_>], leader: Option<(String, u64)>, no
 }
 
 /// Cumulative buckets in seconds, `_sum` and `_count`.
-fn histogram(out: &mut String, name: &str, id: &str, h: &poolgate_shared::control::Histogram) {
+fn histogram(out: &mut String, name: &str, id: &str, h: &poolgate_control::Histogram) {
     let mut cumulative = 0;
     for (i, n) in h.buckets.iter().enumerate() {
         cumulative += n;
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_in_seconds() {
-        let mut h = poolgate_shared::control::Histogram::default();
+        let mut h = poolgate_control::Histogram::default();
         h.buckets[0] = 2; // <= 1 ms
         h.buckets[3] = 1; // <= 25 ms
         h.buckets[BUCKETS_MS.len()] = 1; // above 30 s

@@ -5,14 +5,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::session_id::SessionCodec;
+use poolgate_control::slots::SlotClient;
+use poolgate_control::{ControlPlane, Pools};
 use poolgate_shared::auth::JwtKey;
 use poolgate_shared::config::Config;
-use poolgate_shared::control::{ControlPlane, Pools};
 use poolgate_shared::domain::server::{Server, ServerId};
-use poolgate_shared::session_id::SessionCodec;
-use poolgate_shared::slots::SlotClient;
-use poolgate_shared::store::{Store, StoreError};
-use poolgate_shared::upstream::UpstreamClient;
+use poolgate_store::{Store, StoreError};
+use poolgate_upstream::UpstreamClient;
 
 /// How long a server definition is served from memory before it is read again. The database is
 /// not on the MCP hot path: configuration changes reach the data plane within this delay.
@@ -36,7 +36,7 @@ pub struct Inner {
     pub servers: ServerCache,
     /// Shared isolation: requests in flight on this node, by "client session key|client id", with
     /// the upstream session and rewritten id they went to — where a cancellation must go.
-    pub shared_calls: Mutex<HashMap<String, (poolgate_shared::upstream::SessionTarget, serde_json::Value)>>,
+    pub shared_calls: Mutex<HashMap<String, (poolgate_upstream::SessionTarget, serde_json::Value)>>,
     /// JSON-RPC ids in flight per client session on this node (I9: a reused id is refused).
     pub inflight: Mutex<HashMap<String, HashSet<String>>>,
     /// The pool client: leases, upstream sessions, upstream profiles (one home, shared with the
@@ -59,7 +59,7 @@ pub struct Inner {
     /// Identifies this node in logs and per-node metrics.
     pub node_id: String,
     /// Embedded mode: this node runs the housekeeping itself (it always leads).
-    pub leadership: Option<poolgate_shared::housekeeping::Leadership>,
+    pub leadership: Option<poolgate_housekeeping::Leadership>,
 }
 
 /// Users remembered per node for affinity reports; past it the memory starts over.
@@ -71,8 +71,8 @@ impl AppState {
     }
 
     /// Whether `user` is back on the slot of its previous request to `server` (and remembers it).
-    pub fn note_affinity(&self, server: &ServerId, user: &str, slot: &str) -> poolgate_shared::control::Affinity {
-        use poolgate_shared::control::Affinity;
+    pub fn note_affinity(&self, server: &ServerId, user: &str, slot: &str) -> poolgate_control::Affinity {
+        use poolgate_control::Affinity;
         let Ok(mut m) = self.last_slot.lock() else {
             return Affinity::None;
         };

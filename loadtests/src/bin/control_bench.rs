@@ -15,10 +15,10 @@ use anyhow::{bail, Context as _};
 use fred::interfaces::ClientLike;
 use fred::types::scripts::Script;
 use fred::types::Value;
-use poolgate_loadtests::launch;
-use poolgate_shared::control::{
+use poolgate_control::{
     AcquireRequest, Attempt, Committed, ControlPlane, Outcome, PoolSpec, RedisControlPlane, SlotMeta,
 };
+use poolgate_loadtests::launch;
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::ServerId;
 

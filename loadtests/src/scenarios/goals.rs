@@ -1,6 +1,6 @@
 //! The targets of the load-test issues, as data: what each figure must reach, in one table, so a
 //! target is changed in one place and the report lists them all. A scenario measures the figure
-//! and its baseline from the same run and hands both to [`super::ScenarioResult::target`].
+//! and its baseline from the same run and hands both to `ScenarioResult::target`.
 
 /// Which way a target points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

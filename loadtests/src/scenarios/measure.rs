@@ -510,7 +510,7 @@ pub struct SaturatedCost {
 /// Acquire + release pairs through the real Redis control plane (poolgate-shared) on a separate
 /// pool (own key prefix) of 64 warm slots with node-like metadata.
 pub async fn saturated_cost(port: u16, pairs: usize, concurrency: usize) -> anyhow::Result<SaturatedCost> {
-    use poolgate_shared::control::{
+    use poolgate_control::{
         AcquireRequest, Attempt, Committed, ControlPlane, Outcome, PoolSpec, RedisControlPlane, SlotMeta,
     };
     use poolgate_shared::domain::pool::{Isolation, Strategy};

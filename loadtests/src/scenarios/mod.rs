@@ -328,7 +328,7 @@ impl Ctx {
 
 /// The control plane's Lua scripts in this checkout (to name SHAs in Redis profiles).
 fn lua_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/src/control/lua")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../control/src/lua")
 }
 
 /// Runs one scenario, catching its failure into the result.

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use poolgate_shared::domain::pool::FieldError;
-use poolgate_shared::store::StoreError;
+use poolgate_store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -1,7 +1,7 @@
 //! Migrations: idempotent, safe under concurrent start, reversible.
 
 use poolgate_shared::config::DatabaseKind;
-use poolgate_shared::store::{MigrationState, Store};
+use poolgate_store::{MigrationState, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
+use poolgate_control::ControlPlane;
 use poolgate_loadtests::upstream::UpstreamConfig;
-use poolgate_shared::control::ControlPlane;
 use poolgate_shared::domain::server::ServerId;
 use serde_json::{json, Value};
 

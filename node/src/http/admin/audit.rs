@@ -5,7 +5,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use poolgate_shared::domain::server::ServerId;
-use poolgate_shared::store::AuditEntry;
+use poolgate_store::AuditEntry;
 
 use crate::http::auth::Admin;
 use crate::http::error::ApiError;

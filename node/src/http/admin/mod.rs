@@ -35,7 +35,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ServerIdPath {
 pub(crate) async fn propagate(state: &crate::state::AppState, server: &poolgate_shared::domain::server::Server) {
     state.servers.invalidate(&server.id);
     state.slots.profiles().forget_init(&server.id);
-    let spec = poolgate_shared::control::PoolSpec::for_server(server);
+    let spec = poolgate_control::PoolSpec::for_server(server);
     if let Err(e) = state.control.sync(&server.id, &spec).await {
         tracing::warn!(server_id = %server.id, error = %e, "pool configuration not pushed to the control plane");
     }

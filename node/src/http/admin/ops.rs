@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use poolgate_shared::control::{ControlError, PoolStats};
+use poolgate_control::{ControlError, PoolStats};
 use poolgate_shared::domain::server::Server;
 
 use super::ServerIdPath;
@@ -183,7 +183,7 @@ pub async fn drain(
         if s.leases == 0 || tokio::time::Instant::now() >= deadline {
             break s;
         }
-        let nap = (deadline - tokio::time::Instant::now()).min(poolgate_shared::control::WAIT_RECHECK);
+        let nap = (deadline - tokio::time::Instant::now()).min(poolgate_control::WAIT_RECHECK);
         let _ = tokio::time::timeout(nap, changes.changed()).await;
     };
     tracing::info!(server_id = %id, actor = %caller.subject, active = left.leases, "pool drained");
@@ -209,7 +209,7 @@ pub async fn reset(
     for slot in &slots {
         let changed = state
             .control
-            .mark(&server.id, &slot.id, poolgate_shared::control::SlotState::Retired)
+            .mark(&server.id, &slot.id, poolgate_control::SlotState::Retired)
             .await
             .map_err(control_unavailable)?;
         closed += changed.closed.len();
@@ -225,13 +225,10 @@ pub async fn reset(
 pub async fn mark_draining(state: &AppState, server: &Server) -> Result<usize, ControlError> {
     let slots = state.control.slots(&server.id).await?;
     let mut marked = 0;
-    for slot in slots
-        .iter()
-        .filter(|s| s.state == poolgate_shared::control::SlotState::Ready)
-    {
+    for slot in slots.iter().filter(|s| s.state == poolgate_control::SlotState::Ready) {
         let changed = state
             .control
-            .mark(&server.id, &slot.id, poolgate_shared::control::SlotState::Draining)
+            .mark(&server.id, &slot.id, poolgate_control::SlotState::Draining)
             .await?;
         marked += 1;
         close_now(state, server, changed.closed).await;
@@ -239,20 +236,20 @@ pub async fn mark_draining(state: &AppState, server: &Server) -> Result<usize, C
     Ok(marked)
 }
 
-async fn close_now(state: &AppState, server: &Server, closed: Vec<poolgate_shared::control::SlotRecord>) {
-    poolgate_shared::slots::close_removed(&state.upstream, Some(server), &closed).await;
+async fn close_now(state: &AppState, server: &Server, closed: Vec<poolgate_control::SlotRecord>) {
+    poolgate_control::slots::close_removed(&state.upstream, Some(server), &closed).await;
 }
 
 /// `GET /api/servers/{id}/pool/optimize`: the optimizer's recommendation for this pool, with its
 /// reasons, the fitted workload and the simulated figures per strategy (see
-/// `poolgate_shared::optimizer`). Reading it changes nothing; `pool_auto_optimize` lets the
+/// `poolgate_housekeeping::optimizer`). Reading it changes nothing; `pool_auto_optimize` lets the
 /// coordinator apply it (with hysteresis, audited).
 pub async fn optimize(
     State(state): State<AppState>,
     Reader(_): Reader,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Value>, ApiError> {
-    use poolgate_shared::optimizer;
+    use poolgate_housekeeping::optimizer;
     let server = super::load_server(&state, &id).await?;
     let history = state
         .store

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use poolgate_shared::domain::pool::{FieldError, PoolConfig, PoolConfigPatch, PATCH_FIELDS};
 use poolgate_shared::domain::server::{Server, ServerId};
-use poolgate_shared::store::{BulkError, UpdateError};
+use poolgate_store::{BulkError, UpdateError};
 
 use super::{server_not_found, ServerIdPath};
 use crate::http::auth::{Admin, Reader};

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use poolgate_shared::domain::pool::{PoolConfigPatch, PATCH_FIELDS};
 use poolgate_shared::domain::server::{NewServerInput, Server, ServerPatch};
-use poolgate_shared::store::UpdateError;
+use poolgate_store::UpdateError;
 
 use super::{server_not_found, ServerIdPath};
 use crate::http::auth::{Admin, Reader};

@@ -8,9 +8,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use poolgate_shared::control::ControlError;
-use poolgate_shared::slots::SlotError;
-use poolgate_shared::upstream::UpstreamError;
+use poolgate_control::slots::SlotError;
+use poolgate_control::ControlError;
+use poolgate_upstream::UpstreamError;
 
 /// JSON-RPC error codes the gateway answers with.
 pub mod code {

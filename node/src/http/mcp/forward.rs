@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::session_id::{ClientSession, SessionMode};
+use poolgate_control::slots::LeaseRequest;
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
-use poolgate_shared::session_id::{ClientSession, SessionMode};
-use poolgate_shared::slots::LeaseRequest;
-use poolgate_shared::upstream::{Reply, UpstreamError, REQUEST_TIMEOUT, STATELESS_VERSION};
+use poolgate_upstream::{Reply, UpstreamError, REQUEST_TIMEOUT, STATELESS_VERSION};
 
 use super::stream::{stream_response, Mapper};
 use super::{session, McpError};

@@ -2,11 +2,11 @@
 //! for session-era clients (2025-03-26, 2025-06-18, 2025-11-25) and sessionless 2026-07-28 ones.
 //!
 //! This layer only translates: MCP messages in, calls to the pool client
-//! ([`poolgate_shared::slots::SlotClient`]: leases, upstream sessions) and the upstream client,
+//! ([`poolgate_control::slots::SlotClient`]: leases, upstream sessions) and the upstream client,
 //! MCP messages out. Session-era clients get a gateway-issued, encrypted session id that names
-//! their user, server, binding and upstream session ([`poolgate_shared::session_id`]); every later
-//! request is routed from that id alone — any node, no Redis read on the hot path — by its
-//! [`SessionMode`]:
+//! their user, server, binding and upstream session ([`crate::session_id`]); every later
+//! request is routed from that id alone — any node, no Redis read on the hot path — by its mode
+//! ([`crate::session_id::SessionMode`]):
 //! - **bound** (session isolation, the default): the client owns its upstream session; requests
 //!   go straight to it; the binding's idle TTL is refreshed at most every few seconds per node;
 //! - **shared** (shared isolation): each request leases a slot by strategy, with request ids and
@@ -37,9 +37,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::session_id::ClientSession;
 use poolgate_shared::domain::server::{Server, ServerId};
-use poolgate_shared::session_id::ClientSession;
-use poolgate_shared::upstream::SESSION_HEADER;
+use poolgate_upstream::SESSION_HEADER;
 
 pub use error::{code, McpError};
 

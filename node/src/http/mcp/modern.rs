@@ -6,7 +6,7 @@
 //! version (-32022) — and refused with HTTP 400 before anything reaches an upstream. Then:
 //! - `server/discover` is answered by the gateway: from the upstream's own discovery (a 2026
 //!   upstream) or from a session-era upstream's cached `initialize` result, translated;
-//! - every other request leases a slot for itself ([`proxy::forward_leased`]). Behind a
+//! - every other request leases a slot for itself (`forward::forward_leased`). Behind a
 //!   session-era upstream in session isolation the lease is bound to the user (`user:<sub>:<srv>`),
 //!   so users never share an upstream session and one user's requests, from any node, see one
 //!   consistent upstream session; in shared isolation (and for 2026 upstreams) any slot serves;
@@ -19,10 +19,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use poolgate_control::slots::{LeaseRequest, SERVER_INFO_META, USER_KEY_PREFIX};
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
-use poolgate_shared::slots::{LeaseRequest, SERVER_INFO_META, USER_KEY_PREFIX};
-use poolgate_shared::upstream::{
+use poolgate_upstream::{
     LATEST_SESSION_VERSION, META_CAPABILITIES, META_VERSION, METHOD_HEADER, NAME_HEADER, SESSION_VERSIONS,
     STATELESS_VERSION, VERSION_HEADER,
 };

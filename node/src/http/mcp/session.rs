@@ -8,12 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use poolgate_shared::control::SlotMeta;
+use crate::session_id::{ClientSession, SessionMode};
+use poolgate_control::slots::LeaseRequest;
+use poolgate_control::SlotMeta;
 use poolgate_shared::domain::pool::Isolation;
 use poolgate_shared::domain::server::Server;
-use poolgate_shared::session_id::{ClientSession, SessionMode};
-use poolgate_shared::slots::LeaseRequest;
-use poolgate_shared::upstream::{SessionTarget, SESSION_HEADER, SESSION_VERSIONS};
+use poolgate_upstream::{SessionTarget, SESSION_HEADER, SESSION_VERSIONS};
 
 use super::{session_header, McpError};
 use crate::state::AppState;

@@ -9,10 +9,10 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::session_id::{ClientSession, SessionMode};
 use poolgate_shared::domain::server::Server;
-use poolgate_shared::session_id::{ClientSession, SessionMode};
-use poolgate_shared::upstream::sse::SseEvent;
-use poolgate_shared::upstream::{EventStream, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT};
+use poolgate_upstream::sse::SseEvent;
+use poolgate_upstream::{EventStream, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT};
 
 use super::{code, session, McpError};
 use crate::state::AppState;

@@ -1,0 +1,452 @@
+//! One pool's state in the embedded control plane: the in-memory twin of its thirteen Redis keys
+//! ([`Pool`]), and the prelude's helpers (`lua/prelude.lua`) under the same names — `refresh`,
+//! `settle`, `grant`, `unbind_key`, `release_lease`, `abort_resv`, `push_outbox`, `reclaim`,
+//! `check_fence`, `reserve`, `pick_endpoint` — so both backends make the same decisions. The
+//! operations themselves live beside their scripts in `control/ops/`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use tokio::sync::watch;
+
+use super::zset::ZSet;
+use crate::{bucket_of, AffinityStats, Attempt, Histogram, Lease, PoolSpec, Reservation, SlotRecord, SlotState};
+use poolgate_shared::domain::pool::{Isolation, Strategy};
+
+/// Bound of the outbox of removed slots (`OUTBOX_MAX` in the prelude).
+pub(crate) const OUTBOX_MAX: usize = 10_000;
+/// Binding value while a key's first slot is being created (`PENDING` in the prelude).
+pub(crate) const PENDING: &str = "resv:";
+
+/// The embedded plane's clock: it plays the role of Redis `TIME`.
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The synced configuration (`cfg` hash).
+#[derive(Clone, Debug)]
+pub(crate) struct Cfg {
+    pub(crate) strategy: Strategy,
+    pub(crate) iso: Isolation,
+    pub(crate) max: u32,
+    pub(crate) cap: u32,
+    pub(crate) lease_ttl: i64,
+    pub(crate) idle_ttl: i64,
+    pub(crate) resv_ttl: i64,
+    pub(crate) weights: Vec<u32>,
+}
+
+impl Cfg {
+    pub(crate) fn from_spec(spec: &PoolSpec) -> Cfg {
+        Cfg {
+            strategy: spec.strategy,
+            iso: spec.isolation,
+            max: spec.max_size,
+            cap: spec.capacity.max(1),
+            lease_ttl: spec.lease_ttl_ms as i64,
+            idle_ttl: spec.idle_ttl_ms as i64,
+            resv_ttl: spec.reservation_ttl_ms as i64,
+            weights: if spec.endpoint_weights.is_empty() {
+                vec![1]
+            } else {
+                spec.endpoint_weights.clone()
+            },
+        }
+    }
+    pub(crate) fn weight(&self, ep: u32) -> f64 {
+        f64::from(self.weights.get(ep as usize).copied().unwrap_or(1))
+    }
+}
+
+/// A reservation's data (`rdata`).
+#[derive(Clone, Debug)]
+pub(crate) struct Resv {
+    pub(crate) ep: u32,
+    pub(crate) holder: String,
+    pub(crate) key: String,
+    pub(crate) lease: bool,
+}
+
+/// A lease's data (`ldata`: `"slot|holder"` in Redis).
+#[derive(Clone, Debug)]
+pub(crate) struct LeaseData {
+    pub(crate) slot: String,
+    /// The node holding it: only for diagnostics (as in Redis), no decision reads it.
+    #[allow(dead_code)]
+    pub(crate) holder: String,
+}
+
+/// The fleet-wide counters of the `st` hash (`acq`, `rel`, `cre`, `des`, `tmo`, `reb`, `err`,
+/// `exp`, `hping`, `hfail`, the wait (`wb:*`, `wms`) and request-time (`hb:*`, `hms`)
+/// histograms, `hn:*`/`hm:*` per endpoint and the affinity reports `k*`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) acquisitions: u64,
+    pub(crate) releases: u64,
+    pub(crate) creates: u64,
+    pub(crate) destroys: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) rebinds: u64,
+    pub(crate) errors: u64,
+    pub(crate) expired: u64,
+    pub(crate) health_pinged: u64,
+    pub(crate) health_failed: u64,
+    pub(crate) wait: Histogram,
+    pub(crate) hold: Histogram,
+    /// Per endpoint index: (requests, summed ms).
+    pub(crate) endpoint_hold: BTreeMap<u32, (u64, u64)>,
+    pub(crate) affinity: AffinityStats,
+}
+
+/// `observe` in the prelude: one histogram observation.
+pub(crate) fn observe(h: &mut Histogram, ms: u64) {
+    if let Some(b) = h.buckets.get_mut(bucket_of(ms)) {
+        *b += 1;
+    }
+    h.sum_ms = h.sum_ms.saturating_add(ms);
+}
+
+/// One pool: the in-memory twin of its thirteen Redis keys.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) cfg: Option<Cfg>,
+    pub(crate) gen: u64,
+    pub(crate) slots: HashMap<String, SlotRecord>,
+    pub(crate) all: ZSet,
+    pub(crate) avail: ZSet,
+    pub(crate) bload: ZSet,
+    pub(crate) resv: ZSet,
+    pub(crate) rdata: HashMap<String, Resv>,
+    pub(crate) leases: ZSet,
+    pub(crate) ldata: HashMap<String, LeaseData>,
+    pub(crate) bind: HashMap<String, String>,
+    pub(crate) bexp: ZSet,
+    // `st`: cursors, the fence, counters.
+    pub(crate) seq: u64,
+    pub(crate) rr: u64,
+    pub(crate) vtime: f64,
+    pub(crate) fence: u64,
+    pub(crate) st: Counters,
+    /// `ep:<i>`: slots (and creations in flight) per endpoint.
+    pub(crate) per_endpoint: HashMap<u32, i64>,
+    /// `closing`: removed slots no caller was told about yet.
+    pub(crate) closing: VecDeque<SlotRecord>,
+    /// `nrc`: when an acquire next reclaims on its way in.
+    pub(crate) next_reclaim: i64,
+    /// `wres`: warm-up creations in flight.
+    pub(crate) warm_reservations: i64,
+    pub(crate) notify: watch::Sender<u64>,
+}
+
+impl Pool {
+    pub(crate) fn new() -> Pool {
+        Pool {
+            cfg: None,
+            gen: 0,
+            slots: HashMap::new(),
+            all: ZSet::default(),
+            avail: ZSet::default(),
+            bload: ZSet::default(),
+            resv: ZSet::default(),
+            rdata: HashMap::new(),
+            leases: ZSet::default(),
+            ldata: HashMap::new(),
+            bind: HashMap::new(),
+            bexp: ZSet::default(),
+            seq: 0,
+            rr: 0,
+            vtime: 0.0,
+            fence: 0,
+            st: Counters::default(),
+            per_endpoint: HashMap::new(),
+            closing: VecDeque::new(),
+            next_reclaim: 0,
+            warm_reservations: 0,
+            notify: watch::channel(0).0,
+        }
+    }
+
+    /// The slot a live lease is on.
+    pub(crate) fn leased_slot(&self, lease_id: &str) -> Option<&SlotRecord> {
+        self.slots.get(&self.ldata.get(lease_id)?.slot)
+    }
+
+    pub(crate) fn publish(&self) {
+        self.notify.send_modify(|v| *v += 1);
+    }
+
+    pub(crate) fn total(&self) -> u32 {
+        (self.all.len() + self.resv.len()) as u32
+    }
+
+    fn eff_weight(s: &SlotRecord) -> f64 {
+        let w = s.weight * (1.0 - s.error_rate.min(0.95)) * 100.0 / (100.0 + s.latency_ewma_ms);
+        w.max(0.001)
+    }
+
+    fn selectable(c: &Cfg, s: &SlotRecord) -> bool {
+        if s.state != SlotState::Ready {
+            return false;
+        }
+        if c.iso == Isolation::Session {
+            return s.used == 0 && s.leases == 0;
+        }
+        s.leases < c.cap
+    }
+
+    fn avail_score(c: &Cfg, s: &SlotRecord) -> f64 {
+        if c.iso == Isolation::Session || c.strategy == Strategy::RoundRobin {
+            return s.seq as f64;
+        }
+        if c.strategy == Strategy::Weighted {
+            return s.pass;
+        }
+        f64::from(s.leases)
+    }
+
+    /// `refresh`: the slot's place in the selection sets (the pass adjustment only scores; it is
+    /// not stored, exactly as in the script).
+    pub(crate) fn refresh(&mut self, c: &Cfg, s: &SlotRecord) {
+        if Self::selectable(c, s) {
+            let mut scored = s.clone();
+            if c.strategy == Strategy::Weighted && scored.pass < self.vtime {
+                scored.pass = self.vtime;
+            }
+            self.avail.add(&s.id, Self::avail_score(c, &scored));
+        } else {
+            self.avail.rem(&s.id);
+        }
+        if c.iso == Isolation::Shared && c.strategy == Strategy::Sticky {
+            if s.state == SlotState::Ready {
+                self.bload.add(&s.id, f64::from(s.bindings));
+            } else {
+                self.bload.rem(&s.id);
+            }
+        }
+    }
+
+    pub(crate) fn delete_slot(&mut self, mut s: SlotRecord) -> SlotRecord {
+        self.slots.remove(&s.id);
+        self.all.rem(&s.id);
+        self.avail.rem(&s.id);
+        self.bload.rem(&s.id);
+        *self.per_endpoint.entry(s.endpoint).or_default() -= 1;
+        self.st.destroys += 1;
+        s.state = SlotState::Closed;
+        s
+    }
+
+    /// `settle`: deletes a slot nothing holds any more, else stores it. True when deleted.
+    pub(crate) fn settle(&mut self, c: &Cfg, s: SlotRecord, closed: &mut Vec<SlotRecord>) -> bool {
+        let gone = (matches!(s.state, SlotState::Retired | SlotState::Unhealthy) && s.leases == 0)
+            || (s.state == SlotState::Draining && s.leases == 0 && s.bindings == 0);
+        if gone {
+            closed.push(self.delete_slot(s));
+            return true;
+        }
+        self.slots.insert(s.id.clone(), s.clone());
+        self.refresh(c, &s);
+        false
+    }
+
+    pub(crate) fn grant(
+        &mut self,
+        c: &Cfg,
+        mut s: SlotRecord,
+        lease_id: &str,
+        holder: &str,
+        now: i64,
+    ) -> (SlotRecord, i64) {
+        s.leases += 1;
+        s.reuse_count += 1;
+        s.last_used_ms = now;
+        if c.strategy == Strategy::Weighted && c.iso == Isolation::Shared {
+            if s.pass < self.vtime {
+                s.pass = self.vtime;
+            }
+            self.vtime = s.pass;
+            s.pass += 1_000_000.0 / Self::eff_weight(&s);
+        }
+        self.slots.insert(s.id.clone(), s.clone());
+        self.refresh(c, &s);
+        let expires = now + c.lease_ttl;
+        self.leases.add(lease_id, expires as f64);
+        self.ldata.insert(
+            lease_id.to_owned(),
+            LeaseData {
+                slot: s.id.clone(),
+                holder: holder.to_owned(),
+            },
+        );
+        self.st.acquisitions += 1;
+        (s, expires)
+    }
+
+    pub(crate) fn unbind_key(&mut self, c: &Cfg, key: &str, closed: &mut Vec<SlotRecord>) -> bool {
+        let sid = self.bind.remove(key);
+        self.bexp.rem(key);
+        let Some(sid) = sid else { return false };
+        if let Some(mut s) = self.slots.get(&sid).cloned() {
+            s.bindings = s.bindings.saturating_sub(1);
+            if s.used == 1 {
+                s.state = SlotState::Retired;
+            }
+            self.settle(c, s, closed);
+        }
+        self.publish();
+        true
+    }
+
+    pub(crate) fn release_lease(
+        &mut self,
+        c: &Cfg,
+        lease_id: &str,
+        latency: i64,
+        err: bool,
+        retire: bool,
+        closed: &mut Vec<SlotRecord>,
+    ) -> bool {
+        let Some(ld) = self.ldata.remove(lease_id) else {
+            return false;
+        };
+        self.leases.rem(lease_id);
+        if let Some(mut s) = self.slots.get(&ld.slot).cloned() {
+            s.leases = s.leases.saturating_sub(1);
+            if latency >= 0 {
+                let lat = latency as f64;
+                s.latency_ewma_ms = if s.latency_ewma_ms == 0.0 {
+                    lat
+                } else {
+                    s.latency_ewma_ms * 0.8 + lat * 0.2
+                };
+                observe(&mut self.st.hold, latency as u64);
+                let per = self.st.endpoint_hold.entry(s.endpoint).or_default();
+                per.0 += 1;
+                per.1 += latency as u64;
+            }
+            s.error_rate = s.error_rate * 0.9 + if err { 0.1 } else { 0.0 };
+            // `release_lease` in the prelude: under `none` a session is never leased twice.
+            if retire || (c.strategy == Strategy::None && s.leases == 0 && s.bindings == 0) {
+                s.state = SlotState::Retired;
+            }
+            self.settle(c, s, closed);
+        }
+        if err {
+            self.st.errors += 1;
+        }
+        self.st.releases += 1;
+        self.publish();
+        true
+    }
+
+    pub(crate) fn abort_resv(&mut self, id: &str) -> bool {
+        self.resv.rem(id);
+        let Some(r) = self.rdata.remove(id) else { return false };
+        *self.per_endpoint.entry(r.ep).or_default() -= 1;
+        if !r.lease {
+            self.warm_reservations -= 1;
+        }
+        if !r.key.is_empty() && self.bind.get(&r.key).is_some_and(|v| *v == format!("{PENDING}{id}")) {
+            self.bind.remove(&r.key);
+            self.bexp.rem(&r.key);
+        }
+        self.publish();
+        true
+    }
+
+    /// `push_outbox`.
+    pub(crate) fn push_outbox(&mut self, closed: Vec<SlotRecord>) {
+        self.closing.extend(closed);
+        while self.closing.len() > OUTBOX_MAX {
+            self.closing.pop_front();
+        }
+    }
+
+    pub(crate) fn reclaim(&mut self, c: &Cfg, now: i64, limit: usize, closed: &mut Vec<SlotRecord>) -> (u32, u32, u32) {
+        let (mut n_l, mut n_b, mut n_r) = (0, 0, 0);
+        for id in self.leases.up_to(now as f64, limit) {
+            if self.release_lease(c, &id, -1, false, false, closed) {
+                n_l += 1;
+                self.st.expired += 1;
+            }
+        }
+        for key in self.bexp.up_to(now as f64, limit) {
+            if self.unbind_key(c, &key, closed) {
+                n_b += 1;
+            }
+        }
+        for id in self.resv.up_to(now as f64, limit) {
+            if self.abort_resv(&id) {
+                n_r += 1;
+            }
+        }
+        (n_l, n_b, n_r)
+    }
+
+    pub(crate) fn check_fence(&mut self, token: u64) -> Result<(), u64> {
+        if token < self.fence {
+            return Err(self.fence);
+        }
+        self.fence = token;
+        Ok(())
+    }
+
+    pub(crate) fn lease(&self, lease_id: &str, s: SlotRecord, expires: i64, fresh: bool) -> Lease {
+        Lease {
+            id: lease_id.to_owned(),
+            slot: s,
+            expires_ms: expires,
+            fresh,
+        }
+    }
+
+    pub(crate) fn reserve(&mut self, c: &Cfg, lease_id: &str, holder: &str, key: &str, now: i64) -> Attempt {
+        let total = self.total();
+        if total >= c.max {
+            return Attempt::Wait {
+                in_use: total,
+                limit: c.max,
+            };
+        }
+        let best = self.pick_endpoint(c);
+        *self.per_endpoint.entry(best).or_default() += 1;
+        self.resv.add(lease_id, (now + c.resv_ttl) as f64);
+        self.rdata.insert(
+            lease_id.to_owned(),
+            Resv {
+                ep: best,
+                holder: holder.to_owned(),
+                key: key.to_owned(),
+                lease: true,
+            },
+        );
+        if !key.is_empty() && !self.bind.contains_key(key) {
+            self.bind.insert(key.to_owned(), format!("{PENDING}{lease_id}"));
+            self.bexp.add(key, (now + c.idle_ttl) as f64);
+        }
+        Attempt::Create(Reservation {
+            id: lease_id.to_owned(),
+            endpoint: best,
+        })
+    }
+
+    /// `pick_endpoint`: the endpoint with the fewest slots (and creations in flight) for its weight.
+    pub(crate) fn pick_endpoint(&self, c: &Cfg) -> u32 {
+        let mut best = 0u32;
+        let mut best_load: Option<f64> = None;
+        for (i, w) in c.weights.iter().enumerate() {
+            let n = self.per_endpoint.get(&(i as u32)).copied().unwrap_or(0) as f64;
+            let load = n / f64::from(*w);
+            if best_load.is_none_or(|b| load < b) {
+                best = i as u32;
+                best_load = Some(load);
+            }
+        }
+        best
+    }
+
+    pub(crate) fn bind(&mut self, c: &Cfg, s: &mut SlotRecord, key: &str, now: i64) {
+        self.bind.insert(key.to_owned(), s.id.clone());
+        self.bexp.add(key, (now + c.idle_ttl) as f64);
+        s.bindings += 1;
+    }
+}

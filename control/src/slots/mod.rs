@@ -1,0 +1,353 @@
+//! The pool client: the one home of a slot's life as a node or the leader sees it.
+//!
+//! [`SlotClient`] holds the control plane (through [`Pools`], which rebuilds a pool the control
+//! plane lost), the upstream MCP client and a per-process cache of upstream [`Profiles`]. It is
+//! the only code that
+//! - takes a lease ([`SlotClient::lease`]): acquire, rebuild from the store, create the slot's
+//!   upstream session when the pool hands out a reservation, commit or abort, pre-ping a warm
+//!   session, and hand back a [`LeaseGuard`] that releases exactly once;
+//! - opens an upstream session ([`SlotClient::open_session`]): `server/discover` first (a
+//!   2026-07-28 server needs no handshake; its slot stores the discovery translated into the
+//!   `initialize` result session-era clients expect), else the `initialize` handshake — used by
+//!   the node for slots it creates on demand and by the leader's warm-up alike;
+//! - closes the upstream sessions of slots that left the pool ([`close_removed`]).
+//!
+//! The HTTP layer translates MCP to and from these calls; the leader's loops use them too.
+//!
+//! # Layout
+//! - `mod.rs`: [`SlotClient`], [`LeaseRequest`], [`SlotError`], [`close_removed`].
+//! - `guard.rs`: [`LeaseGuard`] (one release per lease, retire before it goes out).
+//! - `profile.rs`: [`Profiles`] (discovery per endpoint, initialize result per server) and
+//!   [`init_from_discovery`].
+
+mod guard;
+mod profile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use guard::LeaseGuard;
+pub use profile::{init_from_discovery, Profiles, DISCOVERY_TTL, SERVER_INFO_META};
+
+use crate::{
+    AcquireRequest, Acquired, Committed, ControlError, ControlPlane, Outcome, Pools, Reservation, SlotMeta, SlotRecord,
+    SlotState,
+};
+use poolgate_shared::domain::server::{Server, ServerId};
+use poolgate_shared::shutdown::Tracker;
+use poolgate_upstream::{
+    SessionTarget, UpstreamClient, UpstreamError, LATEST_SESSION_VERSION, SESSION_VERSIONS, STATELESS_VERSION,
+};
+
+/// Binding keys of 2026-07-28 clients start with this: `user:<subject>:<server>`.
+pub const USER_KEY_PREFIX: &str = "user:";
+
+/// Why no lease could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// Creating the slot's upstream session failed.
+    #[error("upstream MCP server failed: {0}")]
+    Upstream(#[from] UpstreamError),
+    /// The reservation named an endpoint the server no longer has.
+    #[error("endpoint list changed; retry")]
+    EndpointsChanged,
+    /// The new slot joined the pool but the binding it was created for changed meanwhile.
+    #[error("binding changed; retry")]
+    BindingChanged,
+}
+
+/// What a caller wants of [`SlotClient::lease`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LeaseRequest<'a> {
+    /// The binding key (a client session, a user), if the lease goes to a bound slot.
+    pub key: Option<&'a str>,
+    /// The protocol version the client asked for (a new upstream session is opened with it).
+    pub version: Option<&'a str>,
+    /// Ping a warm session older than the pre-ping window before handing it out
+    /// (`pool_pre_ping`); a dead one is retired and another tried once.
+    pub pre_ping: bool,
+}
+
+/// The pool client. Cheap to clone. See the module doc.
+#[derive(Clone)]
+pub struct SlotClient(Arc<Inner>);
+
+struct Inner {
+    pools: Pools,
+    upstream: UpstreamClient,
+    profiles: Profiles,
+    /// Who holds the leases this client takes (node id, for diagnostics).
+    holder: String,
+    /// A slot used successfully this recently skips the pre-ping (`POOL_PRE_PING_WINDOW`).
+    pre_ping_window: Duration,
+    /// Background lease releases not yet confirmed (a stopping node waits for them).
+    releases: Arc<Tracker>,
+}
+
+impl SlotClient {
+    pub fn new(
+        pools: Pools,
+        upstream: UpstreamClient,
+        holder: &str,
+        pre_ping_window: Duration,
+        releases: Arc<Tracker>,
+    ) -> SlotClient {
+        SlotClient(Arc::new(Inner {
+            pools,
+            upstream,
+            profiles: Profiles::default(),
+            holder: holder.to_owned(),
+            pre_ping_window,
+            releases,
+        }))
+    }
+
+    pub fn pools(&self) -> &Pools {
+        &self.0.pools
+    }
+
+    pub fn control(&self) -> &ControlPlane {
+        &self.0.pools.control
+    }
+
+    pub fn upstream(&self) -> &UpstreamClient {
+        &self.0.upstream
+    }
+
+    pub fn profiles(&self) -> &Profiles {
+        &self.0.profiles
+    }
+
+    pub fn releases(&self) -> &Arc<Tracker> {
+        &self.0.releases
+    }
+
+    /// The endpoint's `server/discover` result if it speaks the sessionless 2026-07-28 revision
+    /// (cached per endpoint for [`DISCOVERY_TTL`]); `None` when it needs the session-era
+    /// handshake, or cannot be reached (the handshake then reports the failure).
+    pub async fn discovered(&self, server: &Server, url: &str) -> Option<Value> {
+        if let Some(known) = self.0.profiles.discovery(url) {
+            return known;
+        }
+        match self.0.upstream.discover(url, &server.upstream_headers.pairs()).await {
+            Ok(result) => {
+                self.0.profiles.remember_discovery(url, result.clone());
+                result
+            }
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "server/discover failed");
+                None
+            }
+        }
+    }
+
+    /// Whether the server's (first) endpoint speaks the sessionless revision.
+    pub async fn sessionless(&self, server: &Server) -> bool {
+        match server.endpoints.first() {
+            Some(e) => self.discovered(server, &e.url).await.is_some(),
+            None => false,
+        }
+    }
+
+    /// Opens one upstream session at `url`: none at all for a sessionless server (its slot is a
+    /// concurrency slot; the discovery, translated, is what session-era clients get as the
+    /// initialize result), else the handshake in `version` (the latest session-era version when
+    /// the caller has no preference or asks for one poolgate does not speak).
+    pub async fn open_session(
+        &self,
+        server: &Server,
+        url: &str,
+        version: Option<&str>,
+    ) -> Result<SlotMeta, UpstreamError> {
+        if let Some(d) = self.discovered(server, url).await {
+            return Ok(SlotMeta {
+                session_id: None,
+                protocol_version: Some(STATELESS_VERSION.to_owned()),
+                endpoint: Some(url.to_owned()),
+                init: Some(init_from_discovery(&d).to_string()),
+            });
+        }
+        let version = match version {
+            Some(v) if SESSION_VERSIONS.contains(&v) => v,
+            _ => LATEST_SESSION_VERSION,
+        };
+        let init = self
+            .0
+            .upstream
+            .initialize(url, &server.upstream_headers.pairs(), version)
+            .await?;
+        Ok(SlotMeta {
+            session_id: init.session_id,
+            protocol_version: Some(init.protocol_version),
+            endpoint: Some(url.to_owned()),
+            init: Some(init.result.to_string()),
+        })
+    }
+
+    /// Creates the slot a reservation stands for: opens its upstream session and commits it; the
+    /// reservation is aborted when the upstream fails or the server's endpoint list changed
+    /// under it.
+    pub async fn create_slot(
+        &self,
+        server: &Server,
+        resv: &Reservation,
+        version: Option<&str>,
+    ) -> Result<Committed, SlotError> {
+        let control = self.control();
+        let Some(endpoint) = server.endpoints.get(resv.endpoint as usize) else {
+            let _ = control.abort(&server.id, &resv.id).await;
+            return Err(SlotError::EndpointsChanged);
+        };
+        let meta = match self.open_session(server, &endpoint.url, version).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = control.abort(&server.id, &resv.id).await;
+                return Err(e.into());
+            }
+        };
+        let slot_id = uuid::Uuid::new_v4().simple().to_string();
+        match control.commit(&server.id, &resv.id, &slot_id, &meta).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                // The slot never joined the pool: end its upstream session.
+                let target = SessionTarget {
+                    url: endpoint.url.clone(),
+                    session_id: meta.session_id,
+                    protocol_version: meta.protocol_version.unwrap_or_default(),
+                    headers: server.upstream_headers.pairs(),
+                };
+                let _ = self.0.upstream.close(&target).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A lease on a slot of `server`'s pool. See [`LeaseRequest`].
+    pub async fn lease(&self, server: &Server, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
+        let first = self.lease_once(server, req).await?;
+        if !(req.pre_ping && server.pool.pool_pre_ping) || self.young(server, &first) {
+            return Ok(first);
+        }
+        match self.0.upstream.ping(&first.target()).await {
+            Ok(()) => Ok(first),
+            Err(e) => {
+                tracing::info!(server_id = %server.id, slot = %first.slot().id, error = %e, "pre-ping failed; slot marked unhealthy");
+                if let Some(k) = req.key {
+                    let _ = self.control().unbind(&server.id, k).await;
+                }
+                first.retire_unhealthy().await;
+                // The second one is handed out as it is: a pool whose every session fails its
+                // ping reports the failure on the request itself.
+                self.lease_once(server, req).await
+            }
+        }
+    }
+
+    /// Whether the lease's slot was created within the pre-ping window (control-plane time).
+    fn young(&self, server: &Server, lease: &LeaseGuard) -> bool {
+        let granted_ms = lease.lease().expires_ms - i64::from(server.pool.pool_lease_ttl) * 1000;
+        granted_ms - lease.slot().created_ms < self.0.pre_ping_window.as_millis() as i64
+    }
+
+    async fn lease_once(&self, server: &Server, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
+        let timeout = Duration::from_secs(server.pool.pool_timeout.into());
+        let acquire = || AcquireRequest::new(&self.0.holder, req.key);
+        let mut acquired = self.0.pools.acquire(&server.id, &acquire(), timeout).await;
+        if matches!(acquired, Err(ControlError::BindingLost)) && req.key.is_some_and(|k| k.starts_with(USER_KEY_PREFIX))
+        {
+            // A per-user binding (2026-07-28 clients have no session to lose): the acquire already
+            // dropped the dead binding, so binding again gives the user a fresh upstream session.
+            acquired = self.0.pools.acquire(&server.id, &acquire(), timeout).await;
+        }
+        match acquired? {
+            Acquired::Leased(lease) => Ok(LeaseGuard::new(self.clone(), server, lease)),
+            Acquired::Create(resv) => match self.create_slot(server, &resv, req.version).await? {
+                Committed::Leased(lease) => Ok(LeaseGuard::new(self.clone(), server, lease)),
+                Committed::Added(_) => Err(SlotError::BindingChanged),
+            },
+        }
+    }
+
+    /// The `initialize` result session-era clients get (and the protocol version behind it),
+    /// from a lease's slot; cached per server for unbound slots.
+    pub fn init_result(&self, server: &ServerId, meta: &SlotMeta, cache: bool) -> (String, Value) {
+        let version = meta
+            .protocol_version
+            .clone()
+            .unwrap_or_else(|| LATEST_SESSION_VERSION.to_owned());
+        let result: Value = meta
+            .init
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(Value::Null);
+        if cache {
+            self.0.profiles.remember_init(server, &version, &result);
+        }
+        (version, result)
+    }
+
+    /// Releases a lease (used by [`LeaseGuard`]), then closes what left the pool.
+    async fn release(&self, server: &Server, lease: &str, outcome: Outcome) {
+        match self.control().release(&server.id, lease, outcome).await {
+            Ok(changed) => self.close_later(server, changed.closed),
+            Err(e) => tracing::warn!(server_id = %server.id, error = %e, "release failed; the lease expires by TTL"),
+        }
+    }
+
+    /// Marks a slot, then closes what left the pool.
+    pub async fn mark(&self, server: &Server, slot: &str, state: SlotState) {
+        match self.control().mark(&server.id, slot, state).await {
+            Ok(changed) => self.close_later(server, changed.closed),
+            Err(e) => tracing::debug!(server_id = %server.id, error = %e, "marking a slot failed"),
+        }
+    }
+
+    /// Ends a binding and closes the slots that left the pool with it; whether it existed.
+    pub async fn unbind(&self, server: &Server, key: &str) -> Result<bool, ControlError> {
+        let changed = self.control().unbind(&server.id, key).await?;
+        self.close_later(server, changed.closed);
+        Ok(changed.changed)
+    }
+
+    /// Ends the upstream sessions of slots that left the pool (best effort, in the background).
+    pub fn close_later(&self, server: &Server, closed: Vec<SlotRecord>) {
+        if closed.is_empty() {
+            return;
+        }
+        let (client, server) = (self.0.upstream.clone(), server.clone());
+        tokio::spawn(async move {
+            close_removed(&client, Some(&server), &closed).await;
+        });
+    }
+}
+
+/// The upstream session behind a pool slot, addressed with the server's own headers.
+pub fn target_of(slot: &SlotRecord, headers: Vec<(String, String)>) -> SessionTarget {
+    SessionTarget {
+        url: slot.meta.endpoint.clone().unwrap_or_default(),
+        session_id: slot.meta.session_id.clone(),
+        protocol_version: slot.meta.protocol_version.clone().unwrap_or_default(),
+        headers,
+    }
+}
+
+/// Ends the upstream sessions of removed slots with DELETE; how many were closed (best effort:
+/// an upstream that is down ends them by its own idle timeout).
+pub async fn close_removed(upstream: &UpstreamClient, server: Option<&Server>, closed: &[SlotRecord]) -> u64 {
+    let headers = server.map(|s| s.upstream_headers.pairs()).unwrap_or_default();
+    let mut n = 0;
+    for slot in closed {
+        let target = target_of(slot, headers.clone());
+        if target.session_id.is_some() && !target.url.is_empty() {
+            match upstream.close(&target).await {
+                Ok(()) => n += 1,
+                Err(e) => tracing::debug!(url = %target.url, error = %e, "closing a removed upstream session failed"),
+            }
+        }
+    }
+    n
+}

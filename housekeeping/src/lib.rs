@@ -1,0 +1,172 @@
+//! Fleet housekeeping (`poolgate-housekeeping`): leader election with fencing, the leader's
+//! passes and the strategy optimizer. The coordinator
+//! process runs them in distributed mode; the embedded node runs them itself. Both start them
+//! the same way, with [`spawn`], and stop them through the same shutdown signal.
+//!
+//! # Layout
+//! - `leader.rs`: [`Leadership`] (campaign, renew on a monotonic deadline, resign) and [`Timing`].
+//! - `cleanup.rs`: [`Cleanup`], one pass of reclaim + fenced recycle + closing removed sessions.
+//! - `warmup.rs`: [`WarmUp`], one pass of fenced `warm` reservations filled through the pool
+//!   client ([`poolgate_control::slots::SlotClient::create_slot`]).
+//! - `health.rs`: [`HealthCheck`], one pass of pings over idle sessions.
+//! - `snapshot.rs`: [`Snapshots`], one pass of metrics snapshots, retention and auto-optimize.
+//! - [`optimizer`]: the strategy optimizer (pure functions; a seeded pool simulation), applied
+//!   by the snapshot pass for pools with `pool_auto_optimize` and read by the admin API.
+//! - `lib.rs`: the schedule ([`spawn`]): the leadership loop, the maintenance loop (cleanup →
+//!   warm-up → snapshots every `POOL_MANAGER_CLEANUP_INTERVAL`) and the health loop.
+
+pub mod cleanup;
+pub mod health;
+pub mod leader;
+pub mod optimizer;
+pub mod snapshot;
+pub mod warmup;
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use cleanup::{Cleanup, CleanupReport};
+pub use health::{HealthCheck, HealthReport};
+pub use leader::{Leadership, Role, Timing};
+pub use snapshot::{SnapshotReport, Snapshots};
+pub use warmup::WarmUp;
+
+use poolgate_control::slots::SlotClient;
+use poolgate_shared::config::Config;
+
+/// Most pools each pass visits per tick.
+pub const POOLS_PER_TICK: usize = 500;
+
+/// Leadership timing from the configuration.
+pub fn timing(config: &Config) -> Timing {
+    let r = &config.pooling.redis;
+    Timing {
+        ttl: r.leader_ttl,
+        heartbeat: r.leader_heartbeat_interval,
+        renew_deadline: r.leader_renew_deadline,
+    }
+}
+
+/// When the passes run, and which.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// `POOL_MANAGER_CLEANUP_INTERVAL`: cleanup, then warm-up, then snapshots (the window of
+    /// each metrics row).
+    pub maintenance: Duration,
+    /// `POOL_MANAGER_HEALTH_CHECK_INTERVAL`.
+    pub health: Duration,
+    /// `POOL_MANAGER_METRICS_RETENTION_DAYS`.
+    pub retention_days: u64,
+    /// `POOL_ENABLED`: warm-up creates nothing when pooling is off globally.
+    pub pooling_enabled: bool,
+}
+
+impl Schedule {
+    pub fn from_config(config: &Config) -> Schedule {
+        let m = &config.pooling.manager;
+        Schedule {
+            maintenance: m.cleanup_interval,
+            health: m.health_check_interval,
+            retention_days: m.metrics_retention_days,
+            pooling_enabled: config.pooling.enabled,
+        }
+    }
+}
+
+/// The running loops; [`Running::join`] waits for them after the shutdown signal.
+pub struct Running {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until every loop stopped (the leadership loop resigns on its way out).
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Starts the leadership loop and the leader's passes. They stop when `shutdown` turns true:
+/// a pass under way finishes first, and a leader resigns so another process can lead at once.
+pub fn spawn(
+    slots: SlotClient,
+    leadership: Leadership,
+    schedule: Schedule,
+    shutdown: watch::Receiver<bool>,
+) -> Running {
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let cleanup = Cleanup {
+        pools: slots.pools().clone(),
+        upstream: slots.upstream().clone(),
+        leadership: leadership.clone(),
+    };
+    let warmup = WarmUp {
+        slots: slots.clone(),
+        leadership: leadership.clone(),
+        enabled: schedule.pooling_enabled,
+    };
+    let snapshots = Snapshots::new(
+        slots.pools().clone(),
+        leadership.clone(),
+        schedule.maintenance,
+        schedule.retention_days,
+    );
+    let health = HealthCheck {
+        pools: slots.pools().clone(),
+        upstream: slots.upstream().clone(),
+        leadership: leadership.clone(),
+    };
+    let maintenance = every(schedule.maintenance, stopped(shutdown.clone()), move || {
+        let (cleanup, warmup, snapshots) = (cleanup.clone(), warmup.clone(), snapshots.clone());
+        async move {
+            let report = cleanup.tick().await;
+            if report.pools > 0 {
+                tracing::debug!(?report, "cleanup pass");
+            }
+            let created = warmup.tick().await;
+            if created > 0 {
+                tracing::debug!(created, "warm-up pass");
+            }
+            let r = snapshots.tick().await;
+            if r.written + r.deleted > 0 {
+                tracing::debug!(?r, "snapshot pass");
+            }
+        }
+    });
+    let checks = every(schedule.health, stopped(shutdown.clone()), move || {
+        let health = health.clone();
+        async move {
+            let report = health.tick().await;
+            if report.failed > 0 {
+                tracing::warn!(?report, "health check found failing upstream sessions");
+            }
+        }
+    });
+    Running {
+        tasks: vec![
+            tokio::spawn(leadership.run(stopped(shutdown))),
+            tokio::spawn(maintenance),
+            tokio::spawn(checks),
+        ],
+    }
+}
+
+/// Runs `pass` every `interval` until `shutdown` completes (a pass under way finishes).
+async fn every<F, P>(interval: Duration, shutdown: impl std::future::Future<Output = ()>, mut pass: P)
+where
+    P: FnMut() -> F,
+    F: std::future::Future<Output = ()>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(interval) => {}
+        }
+        pass().await;
+    }
+}
