@@ -97,7 +97,7 @@ svc_start_postgres
 svc_start_redis default >/dev/null # default instance: exports POOLGATE_TEST_REDIS_URL
 
 # Redis Cluster / Sentinel: on by default, the control-plane conformance suite
-# (shared/tests/control) runs on both. Set the flag to 0 to skip one (e.g. a
+# (control/tests/control) runs on both. Set the flag to 0 to skip one (e.g. a
 # quick local run filtered to other tests).
 if [[ "${POOLGATE_TEST_WITH_CLUSTER:-1}" == "1" ]]; then
     svc_start_redis_cluster # exports POOLGATE_TEST_REDIS_CLUSTER_URL

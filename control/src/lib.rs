@@ -3,7 +3,7 @@
 //! Two implementations behind one type, [`ControlPlane`]: [`RedisControlPlane`] (Redis standalone,
 //! Sentinel or Cluster, shared by the fleet; every change is one Lua script, `lua/*.lua`) and
 //! [`EmbeddedControlPlane`] (in-process twin for the single node, same semantics, same errors).
-//! Both pass one conformance suite (`shared/tests/control`).
+//! Both pass one conformance suite (`control/tests/control`).
 //!
 //! # Model
 //! A pool (one per server) has *slots* (upstream sessions, or concurrency slots for sessionless

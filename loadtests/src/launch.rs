@@ -3,7 +3,7 @@
 //! each on 127.0.0.1, on a free port, with its files and log under a directory the caller owns,
 //! and stopped when its handle is dropped (also on error or panic), so nothing is left behind and
 //! no system-wide service is touched. `control-bench`, the scenarios and the control plane's
-//! failure tests (`shared/tests/control_failures.rs`) all start Redis here.
+//! failure tests (`control/tests/control_failures.rs`) all start Redis here.
 //!
 //! Also a minimal RESP client for commands between runs (`INFO`, `SENTINEL …`), and the `/proc`
 //! readings the report needs: resident memory (`VmRSS`) and CPU time per process.
