@@ -190,6 +190,8 @@ fn spawn(name: &str, mut cmd: Command, log: PathBuf, port: u16) -> anyhow::Resul
 #[derive(Clone, Debug)]
 pub struct Bins {
     pub dir: PathBuf,
+    /// Test upstreams answer as event streams written like the SDK servers (`--sse 1`).
+    pub sse_upstreams: bool,
 }
 
 impl Bins {
@@ -218,6 +220,8 @@ pub fn start_upstream(bins: &Bins, dir: &Path, name: &str, handshake_ms: u64, la
         &handshake_ms.to_string(),
         "--latency-ms",
         &latency_ms.to_string(),
+        "--sse",
+        if bins.sse_upstreams { "1" } else { "0" },
     ]);
     let mut p = spawn(name, cmd, dir.join(format!("{name}.log")), port)?;
     p.wait_port()?;

@@ -12,7 +12,8 @@
 //! Options: `--smoke` (tiny counts, sub-second windows), `--bin-dir DIR` (where `poolgate-node` and
 //! `test-upstream` are; default `target/release`), `--out DIR` (default `loadtests/results`),
 //! `--pg-url URL` (an existing loopback PostgreSQL for (c), (d), (h); default: a private one via
-//! initdb), `--keep` (keep the work directory with the process logs).
+//! initdb), `--keep` (keep the work directory with the process logs), `--sse` (the test upstreams
+//! answer as event streams written like the SDK servers: headers, then each event).
 //!
 //! Writes `<out>/<UTC timestamp>[-smoke]/report.{json,md}` and PNG plots; a full run of all
 //! scenarios also copies the summary to `<out>/latest.md`. Exit codes: 0 every scenario ran (targets
@@ -26,7 +27,7 @@ use poolgate_loadtests::scenarios::{plot, run_dir, run_scenario, Ctx, Options, A
 
 fn usage(msg: &str) -> ! {
     eprintln!("scenarios: {msg}");
-    eprintln!("usage: scenarios [--smoke] [--bin-dir DIR] [--out DIR] [--pg-url URL] [--keep] all|a|b|c|d|e|f|g|h ...");
+    eprintln!("usage: scenarios [--smoke] [--bin-dir DIR] [--out DIR] [--pg-url URL] [--keep] [--sse] all|a|b|c|d|e|f|g|h ...");
     std::process::exit(2)
 }
 
@@ -53,6 +54,7 @@ fn parse() -> (Options, Vec<String>) {
         out_dir: root.join("results"),
         pg_url: None,
         keep: false,
+        sse: false,
     };
     let mut names = Vec::new();
     let mut it = std::env::args().skip(1);
@@ -61,6 +63,7 @@ fn parse() -> (Options, Vec<String>) {
         match arg.as_str() {
             "--smoke" => opts.smoke = true,
             "--keep" => opts.keep = true,
+            "--sse" => opts.sse = true,
             "--bin-dir" => opts.bin_dir = PathBuf::from(value("--bin-dir")),
             "--out" => opts.out_dir = PathBuf::from(value("--out")),
             "--pg-url" => opts.pg_url = Some(value("--pg-url")),
@@ -142,8 +145,9 @@ async fn main() {
         started_utc,
         smoke: opts.smoke,
         command: format!(
-            "scenarios {}{}",
+            "scenarios {}{}{}",
             if opts.smoke { "--smoke " } else { "" },
+            if opts.sse { "--sse " } else { "" },
             names.join(" ")
         ),
         bin_dir: opts.bin_dir.display().to_string(),

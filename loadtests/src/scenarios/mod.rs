@@ -72,6 +72,8 @@ pub struct Options {
     /// An existing loopback PostgreSQL (e.g. the test suite's); else a private one is started.
     pub pg_url: Option<String>,
     pub keep: bool,
+    /// Test upstreams answer as event streams (headers, then each event), as SDK servers do.
+    pub sse: bool,
 }
 
 /// A figure derived from runs (ratio, difference, count), with what it is compared to.
@@ -232,6 +234,7 @@ impl Ctx {
     pub fn new(opts: Options) -> anyhow::Result<Ctx> {
         let bins = Bins {
             dir: opts.bin_dir.clone(),
+            sse_upstreams: opts.sse,
         };
         bins.check()?;
         let work = Workdir::new(opts.keep)?;
