@@ -221,3 +221,42 @@ async fn malformed_requests(backend: Backend) {
 }
 
 crate::on_both_backends!(malformed_requests);
+
+/// A `notifications/cancelled` whose `params` is not an object, sent while a request with
+/// `id: null` is in flight on a shared pool, is accepted and ignored: the request still gets its
+/// answer and the node keeps serving (it used to panic the task rewriting the cancellation).
+#[tokio::test]
+async fn a_cancellation_with_string_params_is_ignored() {
+    use crate::mcp_client::{register, upstream, Client};
+    let up = upstream(poolgate_loadtests::upstream::UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(
+        &app,
+        "cx",
+        &up.url(),
+        json!({"pool_isolation": "shared", "pool_max_size": 2}),
+    )
+    .await;
+    let mut c = Client::new(&app, "cx", "alice");
+    c.initialize().await;
+    let slow = json!({"jsonrpc": "2.0", "id": null, "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"ms": 300}}});
+    let in_flight = c.post(slow);
+    let cancel = async {
+        // Once the call is at the upstream (in flight on the node), cancel with a bad shape.
+        while up.stats().tool_calls.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        c.post(json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": "x"}))
+            .await
+    };
+    let ((status, answer, _), (cancel_status, _, _)) = tokio::join!(in_flight, cancel);
+    assert_eq!(cancel_status, StatusCode::ACCEPTED);
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["result"]["structuredContent"]["ms"], 300, "{answer}");
+    assert_eq!(
+        c.call_ok(1, "echo", json!({"text": "still here"})).await["content"][0]["text"],
+        "still here"
+    );
+    app.stop().await;
+}
