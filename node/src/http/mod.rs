@@ -44,7 +44,8 @@ pub fn router(state: AppState) -> Router {
             "/servers/{server_id}/mcp",
             get(mcp::get).post(mcp::post).delete(mcp::delete),
         )
-        .layer(DefaultBodyLimit::max(mcp::MAX_MCP_BODY));
+        .layer(DefaultBodyLimit::max(mcp::MAX_MCP_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), mcp::origin::guard));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))

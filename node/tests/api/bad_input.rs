@@ -260,3 +260,72 @@ async fn a_cancellation_with_string_params_is_ignored() {
     );
     app.stop().await;
 }
+
+/// DNS rebinding protection on the MCP endpoint: a browser `Origin` of another site gets 403
+/// before anything else happens (no upstream call, no token check); requests without `Origin`
+/// (SDK clients) and from the node's own origin are served; on a loopback bind a foreign `Host`
+/// (the attacker's name resolving to 127.0.0.1) is refused even with a matching `Origin`;
+/// `ALLOWED_ORIGINS` admits the origins it lists.
+#[tokio::test]
+async fn foreign_origins_and_rebound_hosts_get_403() {
+    use crate::mcp_client::{register, upstream};
+    let up = upstream(poolgate_loadtests::upstream::UpstreamConfig::default()).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("ALLOWED_ORIGINS", "https://app.example.com")], &[]).await;
+    register(&app, "o", &up.url(), json!({"pool_max_size": 10})).await;
+    let url = app.url("/servers/o/mcp");
+    let token = app.token("alice", &["reader"], &[], 600);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let send = |origin: Option<&str>, host: Option<String>| {
+        let mut req = app
+            .client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&init);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        req.send()
+    };
+    let port = app.addr.port();
+    for (origin, host, want) in [
+        (Some("http://evil.example"), None, StatusCode::FORBIDDEN),
+        (Some("null"), None, StatusCode::FORBIDDEN),
+        (None, None, StatusCode::OK),
+        (Some("https://app.example.com"), None, StatusCode::OK),
+        (
+            Some("http://evil.example:1"),
+            Some(format!("evil.example:{port}")),
+            StatusCode::FORBIDDEN,
+        ),
+        (None, Some(format!("evil.example:{port}")), StatusCode::FORBIDDEN),
+        (None, Some(format!("localhost:{port}")), StatusCode::OK),
+    ] {
+        let before = up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed);
+        let resp = send(origin, host.clone()).await.expect("sent");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.expect("JSON body");
+        assert_eq!(status, want, "Origin {origin:?}, Host {host:?}: {body}");
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(body["error"]["code"], -32000, "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Forbidden")),
+                "{body}"
+            );
+            assert_eq!(
+                up.stats().initializes.load(std::sync::atomic::Ordering::Relaxed),
+                before,
+                "a refused request reached the upstream"
+            );
+        } else {
+            assert!(body["result"]["serverInfo"].is_object(), "{body}");
+        }
+    }
+    app.stop().await;
+}

@@ -33,6 +33,9 @@ pub const COORDINATOR_PORT: Key = key("COORDINATOR_PORT", "server.coordinator_po
 pub const SHUTDOWN_GRACE_SECONDS: Key = key("SHUTDOWN_GRACE_SECONDS", "server.shutdown_grace_seconds");
 /// Largest admin API request body in bytes.
 pub const ADMIN_BODY_LIMIT: Key = key("ADMIN_BODY_LIMIT", "server.admin_body_limit");
+/// Browser origins allowed on the MCP endpoint (comma-separated `scheme://host[:port]`, or `*`);
+/// unset: only the origin of the host the request was sent to (DNS rebinding protection).
+pub const ALLOWED_ORIGINS: Key = key("ALLOWED_ORIGINS", "server.allowed_origins");
 
 pub const DATABASE_URL: Key = Key {
     env: "DATABASE_URL",
@@ -154,6 +157,7 @@ pub const ALL: &[Key] = &[
     LOG_LEVEL,
     SHUTDOWN_GRACE_SECONDS,
     ADMIN_BODY_LIMIT,
+    ALLOWED_ORIGINS,
     DATABASE_URL,
     AUTH_REQUIRED,
     JWT_SECRET_KEY,

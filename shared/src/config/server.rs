@@ -24,6 +24,9 @@ pub struct ServerSettings {
     pub log_level: String,
     pub shutdown_grace: Duration,
     pub admin_body_limit: usize,
+    /// Origins a browser may call the MCP endpoint from (lowercase `scheme://host[:port]`; `*`
+    /// allows any). Empty: only the origin of the host the request was sent to.
+    pub allowed_origins: Vec<String>,
 }
 
 impl ServerSettings {
@@ -53,6 +56,15 @@ impl ServerSettings {
                 DEFAULT_ADMIN_BODY_LIMIT,
                 "must be a number of bytes",
             )?,
+            allowed_origins: src
+                .get_opt_string(&keys::ALLOWED_ORIGINS)
+                .map(|(v, _)| {
+                    v.split(',')
+                        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                        .filter(|o| !o.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -69,6 +81,18 @@ impl ServerSettings {
         }
         if self.host.is_empty() {
             return Err(ConfigError::invalid(keys::HOST.env, "must not be empty"));
+        }
+        for origin in self.allowed_origins.iter().filter(|o| o.as_str() != "*") {
+            let ok = url::Url::parse(origin)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/")
+                .is_some_and(|u| u.query().is_none() && u.username().is_empty());
+            if !ok {
+                return Err(ConfigError::invalid(
+                    keys::ALLOWED_ORIGINS.env,
+                    format!("each entry must be an origin like https://app.example.com[:port] or * (got {origin:?})"),
+                ));
+            }
         }
         if self.admin_body_limit < 1024 {
             return Err(ConfigError::invalid(
@@ -90,6 +114,14 @@ impl ServerSettings {
                 self.shutdown_grace.as_secs().to_string(),
             ),
             (keys::ADMIN_BODY_LIMIT.env, self.admin_body_limit.to_string()),
+            (
+                keys::ALLOWED_ORIGINS.env,
+                if self.allowed_origins.is_empty() {
+                    "(same host only)".to_owned()
+                } else {
+                    self.allowed_origins.join(",")
+                },
+            ),
         ]);
     }
 }

@@ -126,6 +126,11 @@ fn each_invalid_setting_names_its_key() {
         (vec![("PORT", "http")], "PORT"),
         (vec![("PORT", "70000")], "PORT"),
         (vec![("LOG_LEVEL", "loud")], "LOG_LEVEL"),
+        (vec![("ALLOWED_ORIGINS", "app.example.com")], "ALLOWED_ORIGINS"),
+        (
+            vec![("ALLOWED_ORIGINS", "https://app.example.com/path")],
+            "ALLOWED_ORIGINS",
+        ),
         (vec![("AUTH_REQUIRED", "maybe")], "AUTH_REQUIRED"),
         (vec![("JWT_SECRET_KEY", "short")], "JWT_SECRET_KEY"),
         (vec![("POOL_ADMIN_ROLES", " , ")], "POOL_ADMIN_ROLES"),
@@ -266,4 +271,18 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
         format!("{:?}", &from_file.summary()[2..]),
         format!("{:?}", &defaults.summary()[2..])
     );
+}
+
+#[test]
+fn allowed_origins_are_normalized() {
+    let c = load(
+        &[("ALLOWED_ORIGINS", " https://App.Example.com/ , http://127.0.0.1:8080,*")],
+        None,
+    )
+    .expect("valid");
+    assert_eq!(
+        c.server.allowed_origins,
+        vec!["https://app.example.com", "http://127.0.0.1:8080", "*"]
+    );
+    assert!(load(&[], None).expect("valid").server.allowed_origins.is_empty());
 }

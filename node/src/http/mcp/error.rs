@@ -27,6 +27,8 @@ pub mod code {
     pub const UPSTREAM_ERROR: i64 = -32003;
     /// Server-defined: the client re-used a request id that is still in flight.
     pub const DUPLICATE_ID: i64 = -32004;
+    /// Server-defined (as the SDK servers answer it): the request's `Origin` or `Host` is refused.
+    pub const FORBIDDEN: i64 = -32000;
     /// 2026-07-28: a routing header does not match the body.
     pub const HEADER_MISMATCH: i64 = -32020;
     /// 2026-07-28: the requested protocol version is not served.
@@ -75,6 +77,8 @@ pub enum McpError {
     },
     /// A method the gateway does not offer here.
     MethodNotFound { method: String, message: String },
+    /// `Origin` (or, on a loopback bind, `Host`) refused: DNS rebinding protection.
+    Forbidden(String),
 }
 
 impl McpError {
@@ -102,6 +106,7 @@ impl McpError {
             McpError::HeaderMismatch(_) => (StatusCode::BAD_REQUEST, HEADER_MISMATCH),
             McpError::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, UNSUPPORTED_VERSION),
             McpError::MethodNotFound { .. } => (StatusCode::NOT_FOUND, METHOD_NOT_FOUND),
+            McpError::Forbidden(_) => (StatusCode::FORBIDDEN, FORBIDDEN),
         }
     }
 
@@ -124,7 +129,7 @@ impl McpError {
             McpError::BindingChanged => "binding changed; retry".to_owned(),
             McpError::NoEndpoint => "server has no endpoint".to_owned(),
             McpError::SessionId(e) => format!("session id: {e}"),
-            McpError::InvalidParams(m) | McpError::HeaderMismatch(m) => m.clone(),
+            McpError::InvalidParams(m) | McpError::HeaderMismatch(m) | McpError::Forbidden(m) => m.clone(),
             McpError::UnsupportedVersion { .. } => "Unsupported protocol version".to_owned(),
             McpError::MethodNotFound { message, .. } => message.clone(),
         }

@@ -20,11 +20,13 @@
 //!   rewriting, cancellations, the in-flight id check.
 //! - `stream.rs`: answers streamed event by event, and the GET stream.
 //! - `modern.rs`: clients of the sessionless 2026-07-28 revision.
+//! - `origin.rs`: `Origin` (and, on loopback binds, `Host`) validation against DNS rebinding.
 //! - `error.rs`: [`McpError`], the one table of JSON-RPC codes and HTTP statuses.
 
 mod error;
 mod forward;
 pub mod modern;
+pub mod origin;
 mod session;
 mod stream;
 
