@@ -190,9 +190,12 @@ async fn start_server_everything(dir: &TempDir) -> (ChildGuard, SocketAddr) {
         .env("PORT", addr.port().to_string());
     let mut server = ChildGuard::spawn("server-everything", cmd, dir);
     server.wait_listening(addr).await;
-    let stderr = read_log(&server.stderr);
+    // The preload logs from its `listening` event, which node runs just after the kernel starts
+    // accepting: wait for the line (bounded) rather than read the log at once.
+    let line = format!("listening on 127.0.0.1:{}", addr.port());
+    let logged = eventually(Duration::from_secs(5), || read_log(&server.stderr).contains(&line)).await;
     assert!(
-        stderr.contains(&format!("listening on 127.0.0.1:{}", addr.port())),
+        logged,
         "server-everything is not bound to 127.0.0.1 only\n{}",
         server.logs()
     );
