@@ -69,6 +69,12 @@ function rpcOf(init) {
             id: msg.id ?? null,
             requestId: msg.params?.requestId ?? null,
             isResponse: msg.method === undefined && ("result" in msg || "error" in msg),
+            // For answers: what they answer with — a sampling result (it names its model), another
+            // result (e.g. the SDK's own answer to a ping) or an error.
+            answer: msg.method !== undefined ? null
+                : msg.result?.model !== undefined ? "sampling"
+                : "error" in msg ? "error"
+                : "result" in msg ? "result" : null,
         };
     } catch {
         return null;
