@@ -329,3 +329,58 @@ async fn foreign_origins_and_rebound_hosts_get_403() {
     }
     app.stop().await;
 }
+
+/// Client session ids expire `SESSION_MAX_AGE` after issue: an id issued two days ago gets 404
+/// (so the SDK re-initializes); the same session re-issued now is served.
+#[tokio::test]
+async fn an_expired_session_id_gets_404() {
+    use crate::mcp_client::{register, upstream, Client};
+    use poolgate_node::session_id::SessionCodec;
+    let up = upstream(poolgate_loadtests::upstream::UpstreamConfig::default()).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("SESSION_MAX_AGE", "3600")], &[]).await;
+    register(&app, "exp", &up.url(), json!({"pool_max_size": 2})).await;
+    let mut c = Client::new(&app, "exp", "alice");
+    c.initialize().await;
+    let codec = SessionCodec::new(crate::helpers::TEST_SECRET.as_bytes(), &[]);
+    let mut session = codec
+        .decode(c.session.as_deref().expect("session id"))
+        .expect("the node's id decodes with its secret");
+    session.iat -= 2 * 24 * 3600;
+    c.session = Some(codec.encode(&session).expect("encode"));
+    let (status, body) = c.call(1, "echo", json!({"text": "late"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], -32001, "{body}");
+    session.iat = poolgate_shared::auth::now_unix();
+    c.session = Some(codec.encode(&session).expect("encode"));
+    assert_eq!(
+        c.call_ok(2, "echo", json!({"text": "fresh"})).await["content"][0]["text"],
+        "fresh"
+    );
+    app.stop().await;
+}
+
+/// Without pooling, in front of a sessionless upstream, two users' sessions each have their own
+/// in-flight ids: both may use `id: 1` at the same time (they used to share one key on a node).
+#[tokio::test]
+async fn direct_sessions_do_not_share_in_flight_ids() {
+    use crate::mcp_client::{stateless_upstream, Client};
+    let up = stateless_upstream().await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.create_server(
+        "direct",
+        json!({"endpoints": [{"url": up.url()}], "pool_enabled": false}),
+    )
+    .await;
+    let (mut alice, mut bob) = (Client::new(&app, "direct", "alice"), Client::new(&app, "direct", "bob"));
+    alice.initialize().await;
+    bob.initialize().await;
+    let ((sa, a), (sb, b)) = tokio::join!(
+        alice.call(1, "slow", json!({"ms": 300})),
+        bob.call(1, "slow", json!({"ms": 300}))
+    );
+    for (status, answer) in [(sa, a), (sb, b)] {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["result"]["structuredContent"]["ms"], 300, "{answer}");
+    }
+    app.stop().await;
+}

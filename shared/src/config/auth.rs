@@ -6,6 +6,8 @@ use super::{ConfigError, Summary};
 
 pub const DEFAULT_AUTH_REQUIRED: bool = true;
 pub const DEFAULT_POOL_ADMIN_ROLES: &str = "admin,operator";
+/// A client session id is accepted for a day after it was issued; then its SDK re-initializes.
+pub const DEFAULT_SESSION_MAX_AGE: u64 = 24 * 60 * 60;
 /// HS256 keys shorter than the hash output weaken the MAC (RFC 7518 §3.2).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 
@@ -17,6 +19,8 @@ pub struct AuthSettings {
     pub admin_roles: Vec<String>,
     /// Former secrets whose client session ids are still accepted (rotation).
     pub session_secret_fallbacks: Vec<Secret>,
+    /// A client session id older than this is refused with 404 (`SESSION_MAX_AGE`).
+    pub session_max_age: std::time::Duration,
 }
 
 /// A comma-separated list, trimmed, without empty items.
@@ -38,6 +42,7 @@ impl AuthSettings {
                 .get_opt_string(&keys::SESSION_SECRET_FALLBACKS)
                 .map(|(v, _)| list(&v).map(Secret::new).collect())
                 .unwrap_or_default(),
+            session_max_age: src.get_secs(&keys::SESSION_MAX_AGE, DEFAULT_SESSION_MAX_AGE)?,
         })
     }
 
@@ -79,6 +84,7 @@ impl AuthSettings {
             (keys::AUTH_REQUIRED.env, self.required.to_string()),
             (keys::JWT_SECRET_KEY.env, secret.to_owned()),
             (keys::POOL_ADMIN_ROLES.env, self.admin_roles.join(",")),
+            (keys::SESSION_MAX_AGE.env, self.session_max_age.as_secs().to_string()),
             (
                 keys::SESSION_SECRET_FALLBACKS.env,
                 format!("{} secret(s) [redacted]", self.session_secret_fallbacks.len()),

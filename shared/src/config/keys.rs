@@ -52,6 +52,8 @@ pub const JWT_SECRET_KEY: Key = Key {
     secret: true,
 };
 pub const POOL_ADMIN_ROLES: Key = key("POOL_ADMIN_ROLES", "auth.admin_roles");
+/// How long a client session id is accepted after it was issued (seconds).
+pub const SESSION_MAX_AGE: Key = key("SESSION_MAX_AGE", "auth.session_max_age");
 /// Former secrets still accepted for client session ids (key rotation), comma-separated.
 pub const SESSION_SECRET_FALLBACKS: Key = Key {
     env: "SESSION_SECRET_FALLBACKS",
@@ -162,6 +164,7 @@ pub const ALL: &[Key] = &[
     AUTH_REQUIRED,
     JWT_SECRET_KEY,
     POOL_ADMIN_ROLES,
+    SESSION_MAX_AGE,
     SESSION_SECRET_FALLBACKS,
     POOL_ENABLED,
     POOL_DEFAULT_STRATEGY,

@@ -27,7 +27,9 @@ mod sources;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use auth::{AuthSettings, DEFAULT_AUTH_REQUIRED, DEFAULT_POOL_ADMIN_ROLES, MIN_JWT_SECRET_BYTES};
+pub use auth::{
+    AuthSettings, DEFAULT_AUTH_REQUIRED, DEFAULT_POOL_ADMIN_ROLES, DEFAULT_SESSION_MAX_AGE, MIN_JWT_SECRET_BYTES,
+};
 pub use database::{DatabaseKind, DatabaseSettings, DEFAULT_DATABASE_URL};
 pub use pooling::{
     ManagerSettings, PoolingSettings, DEFAULT_CLEANUP_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL,

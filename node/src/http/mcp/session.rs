@@ -23,7 +23,8 @@ const MAX_TOUCH_INTERVAL: Duration = Duration::from_secs(30);
 /// Size at which the touch map drops stale entries.
 const TOUCHED_PRUNE_AT: usize = 10_000;
 
-/// The client's session, if the id is ours, for this user and this server (I12).
+/// The client's session, if the id is ours, for this user and this server (I12), and not older
+/// than `SESSION_MAX_AGE`.
 pub(super) fn client_session(
     state: &AppState,
     headers: &HeaderMap,
@@ -31,7 +32,9 @@ pub(super) fn client_session(
     server: &str,
 ) -> Option<ClientSession> {
     let s = state.sessions.decode(session_header(headers)?)?;
-    (s.sub == subject && s.srv == server).then_some(s)
+    let max_age = i64::try_from(state.config.auth.session_max_age.as_secs()).unwrap_or(i64::MAX);
+    let fresh = s.iat.saturating_add(max_age) >= poolgate_shared::auth::now_unix();
+    (fresh && s.sub == subject && s.srv == server).then_some(s)
 }
 
 /// Where a session's requests go upstream.
@@ -67,7 +70,9 @@ pub(super) async fn initialize(
         let endpoint = server.endpoints.first().ok_or(McpError::NoEndpoint)?;
         let meta = state.slots.open_session(server, &endpoint.url, requested).await?;
         let (pv, result) = state.slots.init_result(&server.id, &meta, false);
-        (SessionMode::Direct, String::new(), meta, pv, result)
+        // A key of its own: the scope of its in-flight request ids (never shared with others).
+        let key = format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple());
+        (SessionMode::Direct, key, meta, pv, result)
     } else {
         // A sessionless upstream has no session state to isolate: its slots are concurrency
         // slots leased per request, whatever the isolation setting.
