@@ -39,7 +39,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Store, String)> {
 /// Everything a running node holds.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let (store, secret) = open_store(&config).await?;
-    let jwt = JwtKey::new(secret.as_bytes());
+    let jwt = JwtKey::new(secret.as_bytes())
+        .expecting(config.auth.jwt_issuer.as_deref(), config.auth.jwt_audience.as_deref());
     let fallbacks: Vec<&[u8]> = config
         .auth
         .session_secret_fallbacks

@@ -171,7 +171,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             minutes,
         } => {
             let (_, secret) = open_store(&config).await?;
-            let key = poolgate_shared::auth::JwtKey::new(secret.as_bytes());
+            // Minted with the configured iss/aud, so the node accepts it.
+            let key = poolgate_shared::auth::JwtKey::new(secret.as_bytes())
+                .expecting(config.auth.jwt_issuer.as_deref(), config.auth.jwt_audience.as_deref());
             let now = now_unix();
             let claims = Claims {
                 sub,

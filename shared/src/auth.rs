@@ -55,11 +55,46 @@ pub enum TokenError {
     Expired,
     #[error("token is not valid yet")]
     NotYetValid,
+    /// `JWT_ISSUER` is set and the token's `iss` is another (or missing).
+    #[error("token iss claim is not the expected issuer")]
+    WrongIssuer,
+    /// `JWT_AUDIENCE` is set and the token's `aud` does not name it.
+    #[error("token aud claim does not name this service")]
+    WrongAudience,
 }
 
-/// An HS256 signing key.
+/// The registered claims checked when configured (`aud` may be one string or a list).
+#[derive(Deserialize)]
+struct Registered {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, expected: &str) -> bool {
+        match self {
+            Audience::One(a) => a == expected,
+            Audience::Many(all) => all.iter().any(|a| a == expected),
+        }
+    }
+}
+
+/// An HS256 signing key, and the issuer and audience tokens must name when configured.
 #[derive(Clone)]
-pub struct JwtKey(Vec<u8>);
+pub struct JwtKey {
+    secret: Vec<u8>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
 
 impl std::fmt::Debug for JwtKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -76,22 +111,43 @@ struct Header {
 
 impl JwtKey {
     pub fn new(secret: &[u8]) -> Self {
-        JwtKey(secret.to_vec())
+        JwtKey {
+            secret: secret.to_vec(),
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// Also requires `iss` to equal `issuer` and `aud` to name `audience` (each when given).
+    pub fn expecting(mut self, issuer: Option<&str>, audience: Option<&str>) -> Self {
+        self.issuer = issuer.map(str::to_owned);
+        self.audience = audience.map(str::to_owned);
+        self
     }
 
     fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; new_from_slice cannot fail for it.
-        match HmacSha256::new_from_slice(&self.0) {
+        match HmacSha256::new_from_slice(&self.secret) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC accepts keys of any length"),
         }
     }
 
-    /// Signs `claims` into a compact JWT.
+    /// Signs `claims` into a compact JWT (with the configured `iss` and `aud`, if any, so that
+    /// tokens this key mints pass its own checks).
     pub fn mint(&self, claims: &Claims) -> String {
         let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         // Serializing a struct of strings and integers cannot fail.
-        let payload = B64.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let mut body = serde_json::to_value(claims).unwrap_or_default();
+        if let Some(obj) = body.as_object_mut() {
+            if let Some(i) = &self.issuer {
+                obj.insert("iss".into(), i.clone().into());
+            }
+            if let Some(a) = &self.audience {
+                obj.insert("aud".into(), a.clone().into());
+            }
+        }
+        let payload = B64.encode(serde_json::to_vec(&body).unwrap_or_default());
         let signing_input = format!("{header}.{payload}");
         let mut mac = self.mac();
         mac.update(signing_input.as_bytes());
@@ -132,11 +188,26 @@ impl JwtKey {
         if claims.sub.is_empty() {
             return Err(TokenError::Malformed("sub must not be empty"));
         }
-        if claims.exp + LEEWAY_SECONDS <= now {
+        // Saturating: an `exp` near i64::MAX is far future, not an overflow.
+        if claims.exp.saturating_add(LEEWAY_SECONDS) <= now {
             return Err(TokenError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_SECONDS > now) {
+        if claims.nbf.is_some_and(|nbf| nbf.saturating_sub(LEEWAY_SECONDS) > now) {
             return Err(TokenError::NotYetValid);
+        }
+        if self.issuer.is_some() || self.audience.is_some() {
+            let registered: Registered = serde_json::from_slice(&payload)
+                .map_err(|_| TokenError::Malformed("iss must be a string and aud a string or a list of strings"))?;
+            if self.issuer.as_ref().is_some_and(|i| registered.iss.as_ref() != Some(i)) {
+                return Err(TokenError::WrongIssuer);
+            }
+            if self
+                .audience
+                .as_deref()
+                .is_some_and(|a| !registered.aud.as_ref().is_some_and(|aud| aud.names(a)))
+            {
+                return Err(TokenError::WrongAudience);
+            }
         }
         Ok(claims)
     }
@@ -196,6 +267,64 @@ mod tests {
         let mut parts: Vec<&str> = token.split('.').collect();
         parts[1] = &forged;
         assert_eq!(key.verify(&parts.join("."), 0), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let key = JwtKey::new(b"0123456789abcdef0123456789abcdef");
+        let far = key.mint(&claims(i64::MAX));
+        assert_eq!(key.verify(&far, 1_000), Ok(claims(i64::MAX)));
+        let mut c = claims(2_000);
+        c.nbf = Some(i64::MIN);
+        assert_eq!(key.verify(&key.mint(&c), 1_000), Ok(c));
+        assert_eq!(key.verify(&key.mint(&claims(i64::MIN)), 0), Err(TokenError::Expired));
+    }
+
+    /// A token carrying `iss`/`aud` as an identity provider mints them (raw payloads: `Claims`
+    /// has no such fields).
+    fn raw_token(key: &JwtKey, payload: &str) -> String {
+        let header = B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let input = format!("{header}.{}", B64.encode(payload));
+        let mut mac = key.mac();
+        mac.update(input.as_bytes());
+        format!("{input}.{}", B64.encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn issuer_and_audience_when_configured() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let key = JwtKey::new(secret).expecting(Some("https://idp.example"), Some("poolgate"));
+        let t = |p: &str| raw_token(&key, p);
+        let ok = t(r#"{"sub":"a","exp":2000,"iss":"https://idp.example","aud":["other","poolgate"]}"#);
+        assert_eq!(key.verify(&ok, 1_000).map(|c| c.sub), Ok("a".to_owned()));
+        let one = t(r#"{"sub":"a","exp":2000,"iss":"https://idp.example","aud":"poolgate"}"#);
+        assert!(key.verify(&one, 1_000).is_ok());
+        for (payload, want) in [
+            (r#"{"sub":"a","exp":2000,"aud":"poolgate"}"#, TokenError::WrongIssuer),
+            (
+                r#"{"sub":"a","exp":2000,"iss":"https://evil.example","aud":"poolgate"}"#,
+                TokenError::WrongIssuer,
+            ),
+            (
+                r#"{"sub":"a","exp":2000,"iss":"https://idp.example"}"#,
+                TokenError::WrongAudience,
+            ),
+            (
+                r#"{"sub":"a","exp":2000,"iss":"https://idp.example","aud":["x"]}"#,
+                TokenError::WrongAudience,
+            ),
+        ] {
+            assert_eq!(key.verify(&t(payload), 1_000), Err(want), "{payload}");
+        }
+        // What the key mints carries them.
+        assert!(key.verify(&key.mint(&claims(2_000)), 1_000).is_ok());
+        // Not configured: not checked.
+        let plain = JwtKey::new(secret);
+        assert!(plain
+            .verify(&t(r#"{"sub":"a","exp":2000,"iss":"x","aud":"y"}"#), 1_000)
+            .is_ok());
+        assert!(TokenError::WrongAudience.to_string().contains("aud"));
+        assert!(TokenError::WrongIssuer.to_string().contains("iss"));
     }
 
     #[test]

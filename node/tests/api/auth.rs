@@ -123,3 +123,43 @@ async fn auth_off_opens_everything(backend: Backend) {
 }
 
 crate::on_both_backends!(matrix, auth_off_opens_everything);
+
+/// With `JWT_ISSUER` and `JWT_AUDIENCE` set, a token for another audience or from another issuer
+/// gets 401 naming the claim; the node's own tokens (minted with both) pass.
+#[tokio::test]
+async fn issuer_and_audience_are_checked_when_configured() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("JWT_ISSUER", "https://idp.example"), ("JWT_AUDIENCE", "poolgate")],
+        &[],
+    )
+    .await;
+    let claims = Claims {
+        sub: "alice".into(),
+        exp: now_unix() + 600,
+        iat: None,
+        nbf: None,
+        roles: vec!["admin".into()],
+        permissions: vec![],
+    };
+    let secret = crate::helpers::TEST_SECRET.as_bytes();
+    let foreign_aud = JwtKey::new(secret)
+        .expecting(Some("https://idp.example"), Some("other"))
+        .mint(&claims);
+    let foreign_iss = JwtKey::new(secret)
+        .expecting(Some("https://evil.example"), Some("poolgate"))
+        .mint(&claims);
+    let bare = JwtKey::new(secret).mint(&claims);
+    for (token, claim) in [(&foreign_aud, "aud"), (&foreign_iss, "iss"), (&bare, "iss")] {
+        let (status, body) = app.call(Method::GET, "/api/servers", Some(token), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(error_of(&body).0, "unauthorized", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&format!("{claim} claim")), "{claim}: {body}");
+    }
+    let (status, body) = app
+        .call(Method::GET, "/api/servers", Some(&app.admin_token()), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.stop().await;
+}

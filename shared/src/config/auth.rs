@@ -19,6 +19,10 @@ pub struct AuthSettings {
     pub admin_roles: Vec<String>,
     /// Former secrets whose client session ids are still accepted (rotation).
     pub session_secret_fallbacks: Vec<Secret>,
+    /// Bearer tokens must carry this `iss` (`JWT_ISSUER`), when set.
+    pub jwt_issuer: Option<String>,
+    /// Bearer tokens' `aud` must name this (`JWT_AUDIENCE`), when set.
+    pub jwt_audience: Option<String>,
     /// A client session id older than this is refused with 404 (`SESSION_MAX_AGE`).
     pub session_max_age: std::time::Duration,
 }
@@ -42,6 +46,8 @@ impl AuthSettings {
                 .get_opt_string(&keys::SESSION_SECRET_FALLBACKS)
                 .map(|(v, _)| list(&v).map(Secret::new).collect())
                 .unwrap_or_default(),
+            jwt_issuer: src.get_opt_string(&keys::JWT_ISSUER).map(|(v, _)| v),
+            jwt_audience: src.get_opt_string(&keys::JWT_AUDIENCE).map(|(v, _)| v),
             session_max_age: src.get_secs(&keys::SESSION_MAX_AGE, DEFAULT_SESSION_MAX_AGE)?,
         })
     }
@@ -84,6 +90,14 @@ impl AuthSettings {
             (keys::AUTH_REQUIRED.env, self.required.to_string()),
             (keys::JWT_SECRET_KEY.env, secret.to_owned()),
             (keys::POOL_ADMIN_ROLES.env, self.admin_roles.join(",")),
+            (
+                keys::JWT_ISSUER.env,
+                self.jwt_issuer.clone().unwrap_or_else(|| "(not checked)".to_owned()),
+            ),
+            (
+                keys::JWT_AUDIENCE.env,
+                self.jwt_audience.clone().unwrap_or_else(|| "(not checked)".to_owned()),
+            ),
             (keys::SESSION_MAX_AGE.env, self.session_max_age.as_secs().to_string()),
             (
                 keys::SESSION_SECRET_FALLBACKS.env,

@@ -52,6 +52,10 @@ pub const JWT_SECRET_KEY: Key = Key {
     secret: true,
 };
 pub const POOL_ADMIN_ROLES: Key = key("POOL_ADMIN_ROLES", "auth.admin_roles");
+/// When set, bearer tokens must carry this `iss`.
+pub const JWT_ISSUER: Key = key("JWT_ISSUER", "auth.jwt_issuer");
+/// When set, bearer tokens' `aud` must name this.
+pub const JWT_AUDIENCE: Key = key("JWT_AUDIENCE", "auth.jwt_audience");
 /// How long a client session id is accepted after it was issued (seconds).
 pub const SESSION_MAX_AGE: Key = key("SESSION_MAX_AGE", "auth.session_max_age");
 /// Former secrets still accepted for client session ids (key rotation), comma-separated.
@@ -164,6 +168,8 @@ pub const ALL: &[Key] = &[
     AUTH_REQUIRED,
     JWT_SECRET_KEY,
     POOL_ADMIN_ROLES,
+    JWT_ISSUER,
+    JWT_AUDIENCE,
     SESSION_MAX_AGE,
     SESSION_SECRET_FALLBACKS,
     POOL_ENABLED,
