@@ -63,7 +63,7 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let upstream = UpstreamClient::new()?;
     let releases = std::sync::Arc::new(Tracker::default());
     let slots = SlotClient::new(
-        pools.clone(),
+        pools,
         upstream.clone(),
         &node_id,
         config.pooling.pre_ping_window,
@@ -75,7 +75,6 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         config,
         store,
         control,
-        pools,
         jwt,
         sessions,
         upstream,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::session_id::SessionCodec;
 use poolgate_control::slots::SlotClient;
-use poolgate_control::{ControlPlane, Pools};
+use poolgate_control::ControlPlane;
 use poolgate_shared::auth::JwtKey;
 use poolgate_shared::config::Config;
 use poolgate_shared::domain::server::{Server, ServerId};
@@ -26,8 +26,6 @@ pub struct Inner {
     pub config: Config,
     pub store: Store,
     pub control: ControlPlane,
-    /// The control plane backed by the store (rebuilds pools Redis lost).
-    pub pools: Pools,
     /// Verifies bearer tokens.
     pub jwt: JwtKey,
     /// Encrypts client session ids.

@@ -11,6 +11,8 @@
 use std::time::{Duration, Instant};
 
 use crate::{Affinity, Lease, Outcome, SlotRecord, SlotState};
+use std::sync::Arc;
+
 use poolgate_shared::domain::server::Server;
 use poolgate_upstream::SessionTarget;
 
@@ -19,7 +21,8 @@ use super::SlotClient;
 /// A held lease. See the module doc.
 pub struct LeaseGuard {
     client: SlotClient,
-    server: Server,
+    /// Shared with the caller: a lease per request costs no copy of the server definition.
+    server: Arc<Server>,
     lease: Lease,
     /// Set when the caller measures the request (its latency feeds the pool's histograms).
     started: Option<Instant>,
@@ -30,10 +33,10 @@ pub struct LeaseGuard {
 }
 
 impl LeaseGuard {
-    pub(super) fn new(client: SlotClient, server: &Server, lease: Lease) -> LeaseGuard {
+    pub(super) fn new(client: SlotClient, server: &Arc<Server>, lease: Lease) -> LeaseGuard {
         LeaseGuard {
             client,
-            server: server.clone(),
+            server: Arc::clone(server),
             lease,
             started: None,
             outcome: Outcome::default(),
@@ -127,7 +130,7 @@ impl Drop for LeaseGuard {
             return;
         }
         let outcome = self.take_outcome();
-        let (client, server, lease) = (self.client.clone(), self.server.clone(), self.lease.id.clone());
+        let (client, server, lease) = (self.client.clone(), Arc::clone(&self.server), self.lease.id.clone());
         let releasing = client.releases().enter();
         tokio::spawn(async move {
             let _releasing = releasing;

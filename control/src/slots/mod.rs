@@ -147,9 +147,12 @@ impl SlotClient {
 
     /// Whether the server's (first) endpoint speaks the sessionless revision.
     pub async fn sessionless(&self, server: &Server) -> bool {
-        match server.endpoints.first() {
-            Some(e) => self.discovered(server, &e.url).await.is_some(),
-            None => false,
+        let Some(e) = server.endpoints.first() else {
+            return false;
+        };
+        match self.0.profiles.is_sessionless(&e.url) {
+            Some(known) => known,
+            None => self.discovered(server, &e.url).await.is_some(),
         }
     }
 
@@ -227,7 +230,7 @@ impl SlotClient {
     }
 
     /// A lease on a slot of `server`'s pool. See [`LeaseRequest`].
-    pub async fn lease(&self, server: &Server, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
+    pub async fn lease(&self, server: &Arc<Server>, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
         let first = self.lease_once(server, req).await?;
         if !(req.pre_ping && server.pool.pool_pre_ping) || self.young(server, &first) {
             return Ok(first);
@@ -253,7 +256,7 @@ impl SlotClient {
         granted_ms - lease.slot().created_ms < self.0.pre_ping_window.as_millis() as i64
     }
 
-    async fn lease_once(&self, server: &Server, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
+    async fn lease_once(&self, server: &Arc<Server>, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
         let timeout = Duration::from_secs(server.pool.pool_timeout.into());
         let acquire = || AcquireRequest::new(&self.0.holder, req.key);
         let mut acquired = self.0.pools.acquire(&server.id, &acquire(), timeout).await;

@@ -37,6 +37,14 @@ impl Profiles {
         (at.elapsed() < DISCOVERY_TTL).then(|| result.clone())
     }
 
+    /// Whether the endpoint is known (and fresh) to speak the sessionless revision, without
+    /// copying its discovery: `None` when not known.
+    pub fn is_sessionless(&self, url: &str) -> Option<bool> {
+        let cache = self.discovery.lock().ok()?;
+        let (at, result) = cache.get(url)?;
+        (at.elapsed() < DISCOVERY_TTL).then(|| result.is_some())
+    }
+
     pub fn remember_discovery(&self, url: &str, result: Option<Value>) {
         if let Ok(mut cache) = self.discovery.lock() {
             cache.insert(url.to_owned(), (Instant::now(), result));

@@ -58,11 +58,7 @@ pub(super) async fn run(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Resu
         ),
     );
     if let Some(rc) = &fleet.redis {
-        res.target(
-            &goals::FLEET_ROUND_TRIPS_SESSION,
-            rc.round_trips_per_request,
-            format!("{} round trips / {} requests", rc.round_trips, rc.requests),
-        );
+        res.target_round_trips(&goals::FLEET_ROUND_TRIPS_SESSION, rc);
     }
     // Shared isolation on the fleet: the binding case for the shard ceiling.
     // Through every node, so each one drops its cached server definition at once.
@@ -81,16 +77,8 @@ pub(super) async fn run(ctx: &mut Ctx, res: &mut ScenarioResult) -> anyhow::Resu
     )
     .await?;
     if let Some(rc) = &fs.redis {
-        res.target(
-            &goals::FLEET_ROUND_TRIPS_SHARED,
-            rc.round_trips_per_request,
-            format!("{} round trips / {} requests", rc.round_trips, rc.requests),
-        );
-        res.target(
-            &goals::FLEET_SHARD_CEILING,
-            rc.ceiling_script_rps,
-            format!("{:.2} µs of scripts per request", rc.script_us_per_request),
-        );
+        res.target_round_trips(&goals::FLEET_ROUND_TRIPS_SHARED, rc);
+        res.target_ceiling(&goals::FLEET_SHARD_CEILING, rc);
     }
     res.runs.extend([dc, one, fleet, dopen, fopen, fs]);
     Ok(())

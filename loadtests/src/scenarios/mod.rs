@@ -199,6 +199,18 @@ impl ScenarioResult {
         self.target_named(goal.name, goal, measured, baseline.into());
     }
 
+    /// Redis round trips per request of a measured run against `goal`.
+    fn target_round_trips(&mut self, goal: &goals::Goal, rc: &measure::RedisCost) {
+        let baseline = format!("{} round trips / {} requests", rc.round_trips, rc.requests);
+        self.target(goal, rc.round_trips_per_request, baseline);
+    }
+
+    /// One shard's ceiling (1e6 / script µs per request) of a measured run against `goal`.
+    fn target_ceiling(&mut self, goal: &goals::Goal, rc: &measure::RedisCost) {
+        let baseline = format!("{:.2} µs of scripts per request", rc.script_us_per_request);
+        self.target(goal, rc.ceiling_script_rps, baseline);
+    }
+
     /// [`Self::target`] for a goal whose name takes the run's parameter.
     fn target_with(&mut self, goal: &goals::Goal, param: &str, measured: f64, baseline: impl Into<String>) {
         self.target_named(&goal.name.replacen("{}", param, 1), goal, measured, baseline.into());

@@ -101,11 +101,7 @@ pub(super) async fn run(ctx: &mut Ctx, res: &mut ScenarioResult, with_redis: boo
             format!("direct p99 {:.3} ms", d1.result.latency.p99_ms),
         );
         if let Some(rc) = &nc.redis {
-            res.target(
-                &goals::ROUND_TRIPS_SESSION,
-                rc.round_trips_per_request,
-                format!("{} round trips / {} requests", rc.round_trips, rc.requests),
-            );
+            res.target_round_trips(&goals::ROUND_TRIPS_SESSION, rc);
         }
     }
     res.runs.extend([dc, nc, dopen, nopen, d1, n1]);
@@ -134,16 +130,8 @@ pub(super) async fn run(ctx: &mut Ctx, res: &mut ScenarioResult, with_redis: boo
         format!("{:.0} vs {:.0} req/s", ns.result.throughput_rps, dc),
     );
     if let Some(rc) = &ns.redis {
-        res.target(
-            &goals::ROUND_TRIPS_SHARED,
-            rc.round_trips_per_request,
-            format!("{} round trips / {} requests", rc.round_trips, rc.requests),
-        );
-        res.target(
-            &goals::SHARD_CEILING_LIGHT_LOAD,
-            rc.ceiling_script_rps,
-            format!("{:.2} µs of scripts per request", rc.script_us_per_request),
-        );
+        res.target_round_trips(&goals::ROUND_TRIPS_SHARED, rc);
+        res.target_ceiling(&goals::SHARD_CEILING_LIGHT_LOAD, rc);
         res.figure(
             "shard ceiling counting all Redis main-thread CPU (shared isolation)",
             rc.ceiling_cpu_rps,

@@ -1,7 +1,7 @@
 //! `auth.*`: bearer tokens (HS256 secret, admin roles) and the secrets of client session ids.
 
 use super::keys;
-use super::sources::{Secret, Sources};
+use super::sources::{list, Secret, Sources};
 use super::{ConfigError, Summary};
 
 pub const DEFAULT_AUTH_REQUIRED: bool = true;
@@ -25,11 +25,6 @@ pub struct AuthSettings {
     pub jwt_audience: Option<String>,
     /// A client session id older than this is refused with 404 (`SESSION_MAX_AGE`).
     pub session_max_age: std::time::Duration,
-}
-
-/// A comma-separated list, trimmed, without empty items.
-fn list(raw: &str) -> impl Iterator<Item = &str> {
-    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 impl AuthSettings {

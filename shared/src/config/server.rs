@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::keys;
-use super::sources::Sources;
+use super::sources::{list, Sources};
 use super::{ConfigError, Summary};
 
 pub const DEFAULT_HOST: &str = "0.0.0.0";
@@ -58,12 +58,7 @@ impl ServerSettings {
             )?,
             allowed_origins: src
                 .get_opt_string(&keys::ALLOWED_ORIGINS)
-                .map(|(v, _)| {
-                    v.split(',')
-                        .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
+                .map(|(v, _)| list(&v).map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect())
                 .unwrap_or_default(),
         })
     }

@@ -89,6 +89,12 @@ impl Sources<'_> {
     }
 }
 
+/// A comma-separated list (or a YAML list, which the file layer joins with commas), trimmed,
+/// without empty items.
+pub(super) fn list(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
 pub(super) fn parse_bool(raw: &str) -> Option<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Some(true),

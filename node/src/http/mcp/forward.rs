@@ -5,6 +5,8 @@
 //! gets the upstream's answer or a JSON-RPC error (I10); guards tied to the response's life
 //! release leases and in-flight ids even when the client goes away mid-stream.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -92,7 +94,7 @@ pub(super) struct LeasedCall<'a> {
 /// A session-era client's message within its session.
 pub(super) async fn forward(
     state: &AppState,
-    server: &Server,
+    server: &Arc<Server>,
     session: &ClientSession,
     msg: Value,
     raw: Bytes,
@@ -124,7 +126,9 @@ pub(super) async fn forward(
             };
             forward_leased(state, server, call).await
         }
-        SessionMode::Bound | SessionMode::Direct => forward_owned(state, server, session, &msg, raw, inflight).await,
+        SessionMode::Bound | SessionMode::Direct => {
+            forward_owned(state, server, session, &msg, raw, id.clone(), inflight).await
+        }
     };
     answered.unwrap_or_else(|e| e.answer_to(id.as_ref()))
 }
@@ -132,16 +136,16 @@ pub(super) async fn forward(
 /// A message on the session's own upstream session (bound or direct).
 async fn forward_owned(
     state: &AppState,
-    server: &Server,
+    server: &Arc<Server>,
     session: &ClientSession,
     msg: &Value,
     raw: Bytes,
+    id: Option<Value>,
     inflight: Option<InFlight>,
 ) -> Result<Response, McpError> {
     if session.mode == SessionMode::Bound {
         session::touch(state, server, session).await?;
     }
-    let is_request = msg.get("method").is_some() && msg.get("id").is_some();
     let target = session::target(server, session);
     let sent = if session.pv == STATELESS_VERSION {
         state.upstream.send_json(&target, msg, REQUEST_TIMEOUT).await
@@ -151,10 +155,7 @@ async fn forward_owned(
     match sent {
         Ok(Reply::Accepted) => Ok(StatusCode::ACCEPTED.into_response()),
         Ok(Reply::Json(v)) => Ok((StatusCode::OK, axum::Json(v)).into_response()),
-        Ok(Reply::Stream(events)) => {
-            let id = msg.get("id").cloned().filter(|_| is_request);
-            Ok(stream_response(events, Mapper::passthrough(!is_request), id, inflight))
-        }
+        Ok(Reply::Stream(events)) => Ok(stream_response(events, Mapper::passthrough(id.is_none()), id, inflight)),
         Err(UpstreamError::SessionLost) => {
             if session.mode == SessionMode::Bound {
                 if let Err(e) = state.slots.unbind(server, &session.key).await {
@@ -174,7 +175,7 @@ async fn forward_owned(
 /// another slot.
 pub(super) async fn forward_leased(
     state: &AppState,
-    server: &Server,
+    server: &Arc<Server>,
     call: LeasedCall<'_>,
 ) -> Result<Response, McpError> {
     let LeasedCall {
@@ -258,7 +259,14 @@ pub(super) async fn forward_leased(
 
 /// A cancellation goes to the upstream session carrying the request, under its rewritten id.
 async fn forward_cancellation(state: &AppState, scope: &str, msg: &Value) {
-    let asked = msg.pointer("/params/requestId").cloned().unwrap_or(Value::Null);
+    // Only a string or number names a request (JSON-RPC ids; MCP forbids null ones): anything
+    // else names nothing, so it can never match a request sent with `id: null`.
+    let Some(asked) = msg
+        .pointer("/params/requestId")
+        .filter(|v| v.is_string() || v.is_number())
+    else {
+        return;
+    };
     let call = state
         .shared_calls
         .lock()

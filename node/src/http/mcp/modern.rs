@@ -15,6 +15,8 @@
 //! - `subscriptions/listen` is relayed to 2026 upstreams and refused for session-era ones;
 //!   multi round-trip results (`input_required`) pass through unchanged.
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -146,7 +148,7 @@ fn server_info(result: &Value) -> Value {
 }
 
 /// `server/discover`, answered by the gateway.
-async fn discover(state: &AppState, server: &Server, subject: &str, id: &Value) -> Result<Response, McpError> {
+async fn discover(state: &AppState, server: &Arc<Server>, subject: &str, id: &Value) -> Result<Response, McpError> {
     let upstream = match server.endpoints.first() {
         Some(e) => state.slots.discovered(server, &e.url).await,
         None => None,
@@ -201,7 +203,13 @@ fn lease_key(server: &Server, subject: &str, sessionless_upstream: bool) -> Opti
     }
 }
 
-pub async fn handle(state: &AppState, server: &Server, subject: &str, headers: &HeaderMap, msg: Value) -> Response {
+pub async fn handle(
+    state: &AppState,
+    server: &Arc<Server>,
+    subject: &str,
+    headers: &HeaderMap,
+    msg: Value,
+) -> Response {
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     route(state, server, subject, headers, msg)
         .await
@@ -210,7 +218,7 @@ pub async fn handle(state: &AppState, server: &Server, subject: &str, headers: &
 
 async fn route(
     state: &AppState,
-    server: &Server,
+    server: &Arc<Server>,
     subject: &str,
     headers: &HeaderMap,
     msg: Value,

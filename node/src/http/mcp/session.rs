@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -59,7 +61,7 @@ fn client_version(requested: Option<&str>, upstream: &str) -> String {
 /// `initialize`: a new client session, bound to a warm upstream session in session isolation.
 pub(super) async fn initialize(
     state: &AppState,
-    server: &Server,
+    server: &Arc<Server>,
     subject: &str,
     msg: &Value,
 ) -> Result<Response, McpError> {
