@@ -96,6 +96,9 @@ pub enum ControlError {
     /// No server with this id exists in the store.
     #[error("unknown pool {0}")]
     UnknownPool(String),
+    /// A slot is needed and every endpoint's circuit breaker is open: fail fast.
+    #[error("every endpoint of this server is failing (circuit breaker open)")]
+    CircuitOpen,
     /// The configuration cannot produce a client (bad URL).
     #[error("control plane configuration: {0}")]
     Config(String),
@@ -253,6 +256,60 @@ pub struct Reclaimed {
     pub closed: Vec<SlotRecord>,
 }
 
+/// When endpoints' circuit breakers open (`UPSTREAM_BREAKER_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Breaker {
+    /// Consecutive failures that open a breaker; 0 = never.
+    pub threshold: u32,
+    /// How long it stays open before one probe may try.
+    pub open: Duration,
+}
+
+impl Breaker {
+    pub fn from_config(config: &Config) -> Breaker {
+        Breaker {
+            threshold: config.upstream.breaker_threshold,
+            open: config.upstream.breaker_open,
+        }
+    }
+}
+
+/// What happened at an endpoint, for its breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointOutcome {
+    /// A probe answered: the breaker closes.
+    Ok,
+    /// An upstream session could not be created there (also counts toward pool health).
+    CreateFailed,
+    /// A request failed in transport, timed out, got a 5xx or broke the protocol.
+    Failed,
+}
+
+/// An endpoint breaker's state, as `mcp_gateway_circuit_breaker_state` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+/// One endpoint's breaker in [`PoolStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointBreakerStats {
+    /// Failures in a row.
+    pub failures: u64,
+    pub state: BreakerState,
+}
+
+impl Default for EndpointBreakerStats {
+    fn default() -> Self {
+        EndpointBreakerStats {
+            failures: 0,
+            state: BreakerState::Closed,
+        }
+    }
+}
+
 /// How a leased request went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -391,9 +448,18 @@ pub struct PoolStats {
     /// Per endpoint index: (requests, summed ms) of released requests.
     pub endpoint_hold: std::collections::BTreeMap<u32, (u64, u64)>,
     pub affinity: AffinityStats,
+    /// Per endpoint index with failures recorded: its breaker.
+    pub breakers: std::collections::BTreeMap<u32, EndpointBreakerStats>,
+    /// Slot creations failed in a row (reset by a created slot or a probe that answered).
+    pub create_failures: u64,
 }
 
 impl PoolStats {
+    /// The breaker state of endpoint `i` when the figures were read.
+    pub fn breaker_state(&self, i: u32) -> BreakerState {
+        self.breakers.get(&i).map_or(BreakerState::Closed, |b| b.state)
+    }
+
     /// Fields with an index: `st_wb:<bucket>`, `st_hb:<bucket>`, `st_hn:<endpoint>`, `st_hm:<endpoint>`.
     fn dynamic_field(&mut self, name: &str, v: u64) {
         let Some((field, index)) = name.strip_prefix("st_").and_then(|f| f.split_once(':')) else {
@@ -415,6 +481,14 @@ impl PoolStats {
             }
             "hn" => self.endpoint_hold.entry(i).or_default().0 = v,
             "hm" => self.endpoint_hold.entry(i).or_default().1 = v,
+            "bf" => self.breakers.entry(i).or_default().failures = v,
+            "bs" => {
+                self.breakers.entry(i).or_default().state = match v {
+                    1 => BreakerState::Open,
+                    2 => BreakerState::HalfOpen,
+                    _ => BreakerState::Closed,
+                }
+            }
             _ => {}
         }
     }
@@ -425,6 +499,7 @@ impl PoolStats {
         for (k, v) in pairs {
             match k {
                 "configured" => s.configured = v > 0,
+                "st_cfr" => s.create_failures = v,
                 "slots" => s.slots = v,
                 "reservations" => s.reservations = v,
                 "leases" => s.leases = v,
@@ -609,6 +684,17 @@ impl ControlPlane {
 
     pub async fn slots(&self, pool: &ServerId) -> Result<Vec<SlotRecord>, ControlError> {
         dispatch!(self, |b| b.slots(pool).await)
+    }
+
+    /// Records an outcome at endpoint `ep` for its circuit breaker; returns the breaker's state.
+    pub async fn breaker(
+        &self,
+        pool: &ServerId,
+        ep: u32,
+        outcome: EndpointOutcome,
+        breaker: Breaker,
+    ) -> Result<BreakerState, ControlError> {
+        dispatch!(self, |b| b.breaker(pool, ep, outcome, breaker).await)
     }
 
     /// Records the last health-check pass of a pool (pinged, failed).

@@ -15,7 +15,6 @@ use poolgate_shared::config::{Config, Mode};
 use poolgate_shared::shutdown::Tracker;
 use poolgate_shared::{shutdown, telemetry};
 use poolgate_store::Store;
-use poolgate_upstream::UpstreamClient;
 
 fn main() -> ExitCode {
     let config = match Config::from_process_env() {
@@ -59,13 +58,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "coordinator".to_owned());
     let holder = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let leadership = Leadership::new(control.clone(), holder.clone(), housekeeping::timing(&config));
-    let slots = SlotClient::new(
+    let slots = SlotClient::from_config(
         Pools::new(control.clone(), store.clone()),
-        UpstreamClient::new()?,
+        &config,
         &holder,
-        config.pooling.pre_ping_window,
         Arc::new(Tracker::default()),
-    );
+    )?;
     tracing::info!(%holder, "coordinator started; campaigning for leadership");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

@@ -13,7 +13,14 @@
 //! - [`optimizer`]: the strategy optimizer (pure functions; a seeded pool simulation), applied
 //!   by the snapshot pass for pools with `pool_auto_optimize` and read by the admin API.
 //! - `lib.rs`: the schedule ([`spawn`]): the leadership loop, the maintenance loop (cleanup →
-//!   warm-up → snapshots every `POOL_MANAGER_CLEANUP_INTERVAL`) and the health loop.
+//!   warm-up → snapshots every `POOL_MANAGER_CLEANUP_INTERVAL`) and the health loop, and
+//!   [`each_pool`], how every pass visits pools.
+//!
+//! # A bad upstream cannot stall the leader
+//! Passes call upstreams the fleet does not control (DELETEs, pings, probes, handshakes). Each
+//! pass visits [`POOLS_AT_ONCE`] pools concurrently, each pool's share of a pass ends at its
+//! deadline (the pass interval, at most [`POOL_DEADLINE`]), and within a pool upstream calls run a
+//! few at a time: one black-holed endpoint delays only its own pool, by at most the deadline.
 
 pub mod cleanup;
 pub mod health;
@@ -34,9 +41,49 @@ pub use warmup::WarmUp;
 
 use poolgate_control::slots::SlotClient;
 use poolgate_shared::config::Config;
+use poolgate_shared::domain::server::ServerId;
 
 /// Most pools each pass visits per tick.
 pub const POOLS_PER_TICK: usize = 500;
+/// Pools a pass works on at once.
+pub const POOLS_AT_ONCE: usize = 8;
+/// Upstream calls (pings, probes) one pool's pass makes at once.
+pub const UPSTREAM_CALLS_AT_ONCE: usize = 8;
+/// The most one pool's share of a pass may take.
+pub const POOL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `work` for each pool (the first [`POOLS_PER_TICK`]), [`POOLS_AT_ONCE`] at a time, each
+/// cut at `deadline`; returns the results of the pools that finished in time (one that did not
+/// is logged and left for the next pass).
+pub async fn each_pool<T, F, Fut>(pass: &'static str, pools: Vec<ServerId>, deadline: Duration, work: F) -> Vec<T>
+where
+    F: Fn(ServerId) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(pools.into_iter().take(POOLS_PER_TICK))
+        .map(|pool| {
+            let job = work(pool.clone());
+            async move {
+                match tokio::time::timeout(deadline, job).await {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        tracing::warn!(%pool, pass, ?deadline, "pool's share of the pass cut at its deadline (slow or unreachable upstream)");
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(POOLS_AT_ONCE)
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+}
+
+/// One pool's deadline within a pass that runs every `interval`.
+pub fn pool_deadline(interval: Duration) -> Duration {
+    interval.min(POOL_DEADLINE)
+}
 
 /// Leadership timing from the configuration.
 pub fn timing(config: &Config) -> Timing {
@@ -103,11 +150,13 @@ pub fn spawn(
         pools: slots.pools().clone(),
         upstream: slots.upstream().clone(),
         leadership: leadership.clone(),
+        deadline: pool_deadline(schedule.maintenance),
     };
     let warmup = WarmUp {
         slots: slots.clone(),
         leadership: leadership.clone(),
         enabled: schedule.pooling_enabled,
+        deadline: pool_deadline(schedule.maintenance),
     };
     let snapshots = Snapshots::new(
         slots.pools().clone(),
@@ -116,9 +165,9 @@ pub fn spawn(
         schedule.retention_days,
     );
     let health = HealthCheck {
-        pools: slots.pools().clone(),
-        upstream: slots.upstream().clone(),
+        slots: slots.clone(),
         leadership: leadership.clone(),
+        deadline: pool_deadline(schedule.health),
     };
     let maintenance = every(schedule.maintenance, stopped(shutdown.clone()), move || {
         let (cleanup, warmup, snapshots) = (cleanup.clone(), warmup.clone(), snapshots.clone());

@@ -173,6 +173,7 @@ async fn a_paused_leaders_fenced_writes_are_refused() {
         pools: pools.clone(),
         upstream: UpstreamClient::new().expect("client"),
         leadership: old.clone(),
+        deadline: Duration::from_secs(10),
     };
     assert_eq!(cleanup.tick().await.pools, 0, "a deposed leader does not act");
     // Even if it still believed it led, the fenced recycle inside the tick would depose it.
@@ -216,6 +217,7 @@ async fn cleanup_reclaims_and_recycles(plane: ControlPlane) {
         pools,
         upstream: UpstreamClient::new().expect("client"),
         leadership: leadership.clone(),
+        deadline: Duration::from_secs(10),
     };
     // Past the lease TTL (1 s) and the recycle age (1 s).
     tokio::time::sleep(Duration::from_millis(1300)).await;

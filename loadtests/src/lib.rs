@@ -3,6 +3,9 @@
 //! # Layout
 //! - [`upstream`]: a fast test upstream MCP server (Streamable HTTP) with a per-session counter,
 //!   used by the tests and the load scenarios (`test-upstream` binary).
+//! - [`hostile`]: a hostile test upstream (raw HTTP/1.1) that misbehaves per tool name — huge or
+//!   endless events, slow or missing answers, garbage, vanishing sessions — and a black hole
+//!   (`test-upstream --hostile 1`).
 //! - [`launch`]: the one process launcher (test upstreams, nodes, private Redis, Sentinel and
 //!   PostgreSQL, killed on drop) of the benchmarks, the scenarios and the tests; a small RESP client.
 //! - [`loadgen`]: the fleet load generator (closed and open loop, session churn, HDR histograms;
@@ -11,6 +14,7 @@
 //!   and the report (JSON, Markdown, PNG plots; `scenarios` binary).
 //! - `bin/control_bench.rs`: the control-plane benchmark.
 
+pub mod hostile;
 pub mod launch;
 pub mod loadgen;
 pub mod scenarios;

@@ -15,7 +15,6 @@ use poolgate_shared::auth::{generate_secret, JwtKey};
 use poolgate_shared::config::{Config, Mode};
 use poolgate_shared::shutdown::Tracker;
 use poolgate_store::{Store, GENERATED_JWT_SECRET};
-use poolgate_upstream::UpstreamClient;
 
 use crate::state::{AppState, Inner, ServerCache};
 
@@ -60,15 +59,9 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
     let pools = Pools::new(control.clone(), store.clone());
-    let upstream = UpstreamClient::new()?;
     let releases = std::sync::Arc::new(Tracker::default());
-    let slots = SlotClient::new(
-        pools,
-        upstream.clone(),
-        &node_id,
-        config.pooling.pre_ping_window,
-        releases.clone(),
-    );
+    let slots = SlotClient::from_config(pools, &config, &node_id, releases.clone())?;
+    let upstream = slots.upstream().clone();
     let leadership = (config.mode() == Mode::Embedded)
         .then(|| housekeeping::Leadership::new(control.clone(), node_id.clone(), housekeeping::timing(&config)));
     Ok(AppState::new(Inner {

@@ -6,6 +6,13 @@
 //! come back as JSON or as a `text/event-stream` that is parsed incrementally ([`EventStream`]) so
 //! the node can pass events on as they arrive. A lost session (HTTP 404, or a 400 whose error
 //! names the session, as the TypeScript SDK answers) is [`UpstreamError::SessionLost`].
+//!
+//! Upstreams are not trusted: every answer is read against [`Limits`] while it arrives — a JSON
+//! body, one SSE event (all its lines), the bytes of one streamed answer, an error body (a few KiB,
+//! the rest is never read) — so a node holds at most one limit per request whatever an upstream
+//! sends. [`UpstreamError::counts_against_upstream`] separates the upstream's failures (transport,
+//! timeouts, 5xx, protocol violations, oversized answers) from answers that are the client's
+//! business (4xx, input that cannot be sent), so a client cannot make a healthy session look dead.
 
 pub mod sse;
 
@@ -36,8 +43,34 @@ pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on one forwarded request, streams included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest JSON answer read into memory.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default bound on a JSON answer and on the bytes of one streamed answer
+/// (`UPSTREAM_MAX_RESPONSE_BYTES`).
+pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Most bytes of an error body read (for its message); the rest is never read.
+pub const MAX_ERROR_BODY_BYTES: usize = 4096;
+/// Most characters of an upstream error body quoted in an error message.
+const QUOTED_BODY_CHARS: usize = 200;
+
+/// What the client reads of one upstream answer (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A JSON body, and the bytes of one streamed answer to a POST (`UPSTREAM_MAX_RESPONSE_BYTES`).
+    pub max_response_bytes: usize,
+    /// One SSE event, all its lines together (`UPSTREAM_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
+    /// One forwarded request, its streamed answer included (`UPSTREAM_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            max_event_bytes: sse::MAX_EVENT_BYTES,
+            request_timeout: REQUEST_TIMEOUT,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -47,14 +80,58 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("upstream session lost")]
     SessionLost,
-    #[error("upstream answered HTTP {status}: {body}")]
+    /// `body`: the start of the error body (at most [`MAX_ERROR_BODY_BYTES`]); messages quote
+    /// only its first characters.
+    #[error("upstream answered HTTP {status}{}", quote(body))]
     Http { status: u16, body: String },
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// An answer over a limit; it was cut, and the session must not be reused for it.
+    #[error("upstream {what} exceeds {setting} ({limit} bytes)")]
+    TooLarge {
+        what: &'static str,
+        setting: &'static str,
+        limit: usize,
+    },
+    /// The client's message cannot be sent as it is (e.g. a routing header value with a control
+    /// character): the client's error, nothing was sent.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl UpstreamError {
+    /// Whether the failure is the upstream's (transport, timeout, 5xx, protocol violation, an
+    /// answer over a limit) and counts against its session and endpoint; an HTTP 4xx answer and a
+    /// message that could not be sent are the client's business.
+    pub fn counts_against_upstream(&self) -> bool {
+        match self {
+            UpstreamError::Http { status, .. } => *status >= 500,
+            UpstreamError::InvalidInput(_) | UpstreamError::SessionLost => false,
+            UpstreamError::Unreachable(_)
+            | UpstreamError::Timeout(_)
+            | UpstreamError::Protocol(_)
+            | UpstreamError::TooLarge { .. } => true,
+        }
+    }
+}
+
+/// `: <first characters of body>` for error messages, or nothing when the body is empty.
+fn quote(body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        return String::new();
+    }
+    let mut cut: String = body.chars().take(QUOTED_BODY_CHARS).collect();
+    if cut.len() < body.len() {
+        cut.push('…');
+    }
+    format!(": {cut}")
 }
 
 fn transport(e: reqwest::Error, timeout: Duration) -> UpstreamError {
-    if e.is_timeout() {
+    if e.is_builder() {
+        UpstreamError::InvalidInput(format!("request cannot be sent upstream: {e}"))
+    } else if e.is_timeout() {
         UpstreamError::Timeout(timeout)
     } else {
         UpstreamError::Unreachable(e.to_string())
@@ -92,19 +169,27 @@ pub enum Reply {
     Stream(EventStream),
 }
 
-/// An SSE answer, read incrementally.
+/// An SSE answer, read incrementally against the limits: one event at most
+/// `max_event_bytes`, the whole answer at most `max_total` bytes (none for the long-lived GET
+/// stream of server-initiated messages).
 pub struct EventStream {
     body: futures_util::stream::BoxStream<'static, Result<Bytes, reqwest::Error>>,
     parser: SseParser,
     ready: std::collections::VecDeque<SseEvent>,
+    read: usize,
+    max_total: Option<usize>,
+    timeout: Duration,
 }
 
 impl EventStream {
-    fn new(resp: reqwest::Response) -> Self {
+    fn new(resp: reqwest::Response, limits: &Limits, bounded: bool) -> Self {
         EventStream {
             body: resp.bytes_stream().boxed(),
-            parser: SseParser::new(),
+            parser: SseParser::with_limit(limits.max_event_bytes),
             ready: Default::default(),
+            read: 0,
+            max_total: bounded.then_some(limits.max_response_bytes),
+            timeout: limits.request_timeout,
         }
     }
 
@@ -115,11 +200,27 @@ impl EventStream {
                 return Some(Ok(e));
             }
             match self.body.next().await? {
-                Ok(chunk) => match self.parser.push(&chunk) {
-                    Ok(events) => self.ready.extend(events),
-                    Err(e) => return Some(Err(UpstreamError::Protocol(e))),
-                },
-                Err(e) => return Some(Err(transport(e, REQUEST_TIMEOUT))),
+                Ok(chunk) => {
+                    self.read += chunk.len();
+                    if let Some(limit) = self.max_total.filter(|l| self.read > *l) {
+                        return Some(Err(UpstreamError::TooLarge {
+                            what: "streamed answer",
+                            setting: "UPSTREAM_MAX_RESPONSE_BYTES",
+                            limit,
+                        }));
+                    }
+                    match self.parser.push(&chunk) {
+                        Ok(events) => self.ready.extend(events),
+                        Err(e) => {
+                            return Some(Err(UpstreamError::TooLarge {
+                                what: "SSE event",
+                                setting: "UPSTREAM_MAX_EVENT_BYTES",
+                                limit: e.limit,
+                            }))
+                        }
+                    }
+                }
+                Err(e) => return Some(Err(transport(e, self.timeout))),
             }
         }
     }
@@ -129,10 +230,16 @@ impl EventStream {
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
     http: reqwest::Client,
+    limits: Limits,
 }
 
 impl UpstreamClient {
+    /// A client with the default [`Limits`].
     pub fn new() -> Result<UpstreamClient, UpstreamError> {
+        UpstreamClient::with_limits(Limits::default())
+    }
+
+    pub fn with_limits(limits: Limits) -> Result<UpstreamClient, UpstreamError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -140,7 +247,16 @@ impl UpstreamClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| UpstreamError::Protocol(format!("HTTP client: {e}")))?;
-        Ok(UpstreamClient { http })
+        Ok(UpstreamClient { http, limits })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The bound on one forwarded request (`UPSTREAM_REQUEST_TIMEOUT`).
+    pub fn request_timeout(&self) -> Duration {
+        self.limits.request_timeout
     }
 
     fn post(&self, target: &SessionTarget, body: Vec<u8>, timeout: Duration) -> reqwest::RequestBuilder {
@@ -183,10 +299,11 @@ impl UpstreamClient {
             req = req.header(METHOD_HEADER, m);
         }
         if let Some(n) = name {
+            check_header_value(NAME_HEADER, &n)?;
             req = req.header(NAME_HEADER, n);
         }
         let resp = req.send().await.map_err(|e| transport(e, timeout))?;
-        classify(resp, false, timeout).await
+        self.classify(resp, false, timeout).await
     }
 
     /// `server/discover`: the server's result when it speaks the sessionless revision, `None`
@@ -213,6 +330,26 @@ impl UpstreamClient {
         Ok(speaks.then(|| answer["result"].clone()))
     }
 
+    /// Whether an endpoint answers at all, for health checks and breakers: one `server/discover`
+    /// POST within the control timeout. Any answer below HTTP 500 counts as up (a session-era
+    /// server refuses the method it does not know); transport failures, timeouts, 5xx and
+    /// garbage count as down.
+    pub async fn probe(&self, url: &str, headers: &[(String, String)]) -> Result<(), UpstreamError> {
+        let target = SessionTarget {
+            url: url.to_owned(),
+            session_id: None,
+            protocol_version: STATELESS_VERSION.to_owned(),
+            headers: headers.to_vec(),
+        };
+        let id = format!("poolgate-probe-{}", uuid::Uuid::new_v4().simple());
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": "server/discover", "params": {}});
+        match self.send_json(&target, &msg, CONTROL_TIMEOUT).await {
+            Ok(_) => Ok(()),
+            Err(e) if !e.counts_against_upstream() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends one JSON-RPC message; classifies the answer.
     pub async fn send(&self, target: &SessionTarget, body: Vec<u8>, timeout: Duration) -> Result<Reply, UpstreamError> {
         let resp = self
@@ -220,7 +357,7 @@ impl UpstreamClient {
             .send()
             .await
             .map_err(|e| transport(e, timeout))?;
-        classify(resp, target.session_id.is_some(), timeout).await
+        self.classify(resp, target.session_id.is_some(), timeout).await
     }
 
     /// The handshake: `initialize` (asking for `version`), then `notifications/initialized`.
@@ -255,7 +392,7 @@ impl UpstreamClient {
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let answer = match classify(resp, false, CONTROL_TIMEOUT).await? {
+        let answer = match self.classify(resp, false, CONTROL_TIMEOUT).await? {
             Reply::Json(v) => v,
             Reply::Stream(mut events) => find_response(&mut events, &init_id).await?,
             Reply::Accepted => return Err(UpstreamError::Protocol("initialize answered 202".into())),
@@ -332,10 +469,22 @@ impl UpstreamClient {
                 .header(VERSION_HEADER, target.protocol_version.as_str());
         }
         if let Some(last) = last_event_id {
+            check_header_value("last-event-id", last)?;
             req = req.header("last-event-id", last);
         }
-        let resp = req.send().await.map_err(|e| transport(e, CONNECT_TIMEOUT))?;
-        match classify(resp, target.session_id.is_some(), REQUEST_TIMEOUT).await {
+        // The stream itself may stay open for hours; its headers must come within the control
+        // timeout, so a black-holed upstream cannot hold a client's GET forever.
+        let resp = match tokio::time::timeout(CONTROL_TIMEOUT, req.send()).await {
+            Ok(sent) => sent.map_err(|e| transport(e, CONTROL_TIMEOUT))?,
+            Err(_) => return Err(UpstreamError::Timeout(CONTROL_TIMEOUT)),
+        };
+        if resp.status().as_u16() == 200 && is_event_stream(&resp) {
+            return Ok(Some(EventStream::new(resp, &self.limits, false)));
+        }
+        match self
+            .classify(resp, target.session_id.is_some(), self.limits.request_timeout)
+            .await
+        {
             Ok(Reply::Stream(s)) => Ok(Some(s)),
             Ok(_) => Ok(None),
             Err(UpstreamError::Http { status: 405, .. }) => Ok(None),
@@ -364,6 +513,82 @@ impl UpstreamClient {
             }),
         }
     }
+
+    /// Turns an HTTP answer into a [`Reply`], recognising a lost session; bodies are read
+    /// against the limits.
+    async fn classify(
+        &self,
+        resp: reqwest::Response,
+        has_session: bool,
+        timeout: Duration,
+    ) -> Result<Reply, UpstreamError> {
+        let status = resp.status().as_u16();
+        match status {
+            202 => Ok(Reply::Accepted),
+            200 if is_event_stream(&resp) => Ok(Reply::Stream(EventStream::new(resp, &self.limits, true))),
+            200 => {
+                let bytes = read_limited(resp, self.limits.max_response_bytes, timeout).await?;
+                if bytes.is_empty() {
+                    return Ok(Reply::Accepted);
+                }
+                serde_json::from_slice(&bytes)
+                    .map(Reply::Json)
+                    .map_err(|e| UpstreamError::Protocol(format!("answer is not JSON: {e}")))
+            }
+            404 if has_session => Err(UpstreamError::SessionLost),
+            400 if has_session => {
+                let body = read_text(resp).await;
+                if body.to_ascii_lowercase().contains("session") {
+                    Err(UpstreamError::SessionLost)
+                } else {
+                    Err(UpstreamError::Http { status, body })
+                }
+            }
+            _ => Err(UpstreamError::Http {
+                status,
+                body: read_text(resp).await,
+            }),
+        }
+    }
+}
+
+fn is_event_stream(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"))
+}
+
+/// Refuses a header value that HTTP cannot carry (control characters, line breaks) before
+/// anything is sent: the message is the client's, so is the error.
+fn check_header_value(name: &str, value: &str) -> Result<(), UpstreamError> {
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(UpstreamError::InvalidInput(format!(
+            "the value for the {name} header contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a whole body, refusing it as soon as it passes `limit` (a declared length over the limit
+/// is refused before reading anything).
+async fn read_limited(mut resp: reqwest::Response, limit: usize, timeout: Duration) -> Result<Vec<u8>, UpstreamError> {
+    let too_large = UpstreamError::TooLarge {
+        what: "JSON answer",
+        setting: "UPSTREAM_MAX_RESPONSE_BYTES",
+        limit,
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e, timeout))? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The message without the sessionless revision's `_meta` keys, for a session-era upstream (a
@@ -413,50 +638,21 @@ pub fn stateless_message(msg: &Value) -> (Value, Option<String>, Option<String>)
     (out, method, name)
 }
 
-async fn read_text(resp: reqwest::Response) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).into_owned()
-}
-
-/// Turns an HTTP answer into a [`Reply`], recognising a lost session.
-async fn classify(resp: reqwest::Response, has_session: bool, timeout: Duration) -> Result<Reply, UpstreamError> {
-    let status = resp.status().as_u16();
-    let is_sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    match status {
-        202 => Ok(Reply::Accepted),
-        200 if is_sse => Ok(Reply::Stream(EventStream::new(resp))),
-        200 => {
-            let bytes = resp.bytes().await.map_err(|e| transport(e, timeout))?;
-            if bytes.is_empty() {
-                return Ok(Reply::Accepted);
-            }
-            if bytes.len() > MAX_BODY_BYTES {
-                return Err(UpstreamError::Protocol(format!(
-                    "answer larger than {MAX_BODY_BYTES} bytes"
-                )));
-            }
-            serde_json::from_slice(&bytes)
-                .map(Reply::Json)
-                .map_err(|e| UpstreamError::Protocol(format!("bad JSON: {e}")))
-        }
-        404 if has_session => Err(UpstreamError::SessionLost),
-        400 if has_session => {
-            let body = read_text(resp).await;
-            if body.to_ascii_lowercase().contains("session") {
-                Err(UpstreamError::SessionLost)
-            } else {
-                Err(UpstreamError::Http { status, body })
+/// The start of an error body: at most [`MAX_ERROR_BODY_BYTES`] are read, the rest is dropped
+/// with the connection (an error page of any size costs the node a few KiB).
+async fn read_text(mut resp: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    let read = async {
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            let room = MAX_ERROR_BODY_BYTES - bytes.len();
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= MAX_ERROR_BODY_BYTES {
+                break;
             }
         }
-        _ => Err(UpstreamError::Http {
-            status,
-            body: read_text(resp).await,
-        }),
-    }
+    };
+    let _ = tokio::time::timeout(CONTROL_TIMEOUT, read).await;
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Reads events until the JSON-RPC response with `id`.

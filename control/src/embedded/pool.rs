@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use tokio::sync::watch;
 
 use super::zset::ZSet;
-use crate::{bucket_of, AffinityStats, Attempt, Histogram, Lease, PoolSpec, Reservation, SlotRecord, SlotState};
+use crate::{
+    bucket_of, AffinityStats, Attempt, Breaker, BreakerState, ControlError, EndpointOutcome, Histogram, Lease,
+    PoolSpec, Reservation, SlotRecord, SlotState,
+};
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 
 /// Bound of the outbox of removed slots (`OUTBOX_MAX` in the prelude).
@@ -90,6 +93,8 @@ pub(crate) struct Counters {
     pub(crate) expired: u64,
     pub(crate) health_pinged: u64,
     pub(crate) health_failed: u64,
+    /// `cfr`: slot creations failed in a row.
+    pub(crate) create_failures: u64,
     pub(crate) wait: Histogram,
     pub(crate) hold: Histogram,
     /// Per endpoint index: (requests, summed ms).
@@ -103,6 +108,14 @@ pub(crate) fn observe(h: &mut Histogram, ms: u64) {
         *b += 1;
     }
     h.sum_ms = h.sum_ms.saturating_add(ms);
+}
+
+/// One endpoint's breaker (`bf`, `bo`, `bp`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EndpointBreaker {
+    pub(crate) failures: u64,
+    pub(crate) open_until_ms: i64,
+    pub(crate) open_ms: i64,
 }
 
 /// One pool: the in-memory twin of its thirteen Redis keys.
@@ -128,6 +141,8 @@ pub(crate) struct Pool {
     pub(crate) st: Counters,
     /// `ep:<i>`: slots (and creations in flight) per endpoint.
     pub(crate) per_endpoint: HashMap<u32, i64>,
+    /// `bf:<i>`, `bo:<i>`, `bp:<i>`: circuit breakers per endpoint.
+    pub(crate) breakers: HashMap<u32, EndpointBreaker>,
     /// `closing`: removed slots no caller was told about yet.
     pub(crate) closing: VecDeque<SlotRecord>,
     /// `nrc`: when an acquire next reclaims on its way in.
@@ -158,6 +173,7 @@ impl Pool {
             fence: 0,
             st: Counters::default(),
             per_endpoint: HashMap::new(),
+            breakers: HashMap::new(),
             closing: VecDeque::new(),
             next_reclaim: 0,
             warm_reservations: 0,
@@ -399,15 +415,24 @@ impl Pool {
         }
     }
 
-    pub(crate) fn reserve(&mut self, c: &Cfg, lease_id: &str, holder: &str, key: &str, now: i64) -> Attempt {
+    pub(crate) fn reserve(
+        &mut self,
+        c: &Cfg,
+        lease_id: &str,
+        holder: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Attempt, ControlError> {
         let total = self.total();
         if total >= c.max {
-            return Attempt::Wait {
+            return Ok(Attempt::Wait {
                 in_use: total,
                 limit: c.max,
-            };
+            });
         }
-        let best = self.pick_endpoint(c);
+        let Some(best) = self.pick_endpoint(c, now) else {
+            return Err(ControlError::CircuitOpen);
+        };
         *self.per_endpoint.entry(best).or_default() += 1;
         self.resv.add(lease_id, (now + c.resv_ttl) as f64);
         self.rdata.insert(
@@ -423,25 +448,54 @@ impl Pool {
             self.bind.insert(key.to_owned(), format!("{PENDING}{lease_id}"));
             self.bexp.add(key, (now + c.idle_ttl) as f64);
         }
-        Attempt::Create(Reservation {
+        Ok(Attempt::Create(Reservation {
             id: lease_id.to_owned(),
             endpoint: best,
-        })
+        }))
     }
 
-    /// `pick_endpoint`: the endpoint with the fewest slots (and creations in flight) for its weight.
-    pub(crate) fn pick_endpoint(&self, c: &Cfg) -> u32 {
-        let mut best = 0u32;
+    /// `pick_endpoint`: the endpoint with the fewest slots (and creations in flight) for its
+    /// weight among those whose breaker is not open (a half-open one is re-armed when picked, so
+    /// one probe runs at a time); `None` when every breaker is open.
+    pub(crate) fn pick_endpoint(&mut self, c: &Cfg, now: i64) -> Option<u32> {
+        let mut best = None;
         let mut best_load: Option<f64> = None;
         for (i, w) in c.weights.iter().enumerate() {
-            let n = self.per_endpoint.get(&(i as u32)).copied().unwrap_or(0) as f64;
+            let i = i as u32;
+            if self.breakers.get(&i).is_some_and(|b| b.open_until_ms > now) {
+                continue;
+            }
+            let n = self.per_endpoint.get(&i).copied().unwrap_or(0) as f64;
             let load = n / f64::from(*w);
             if best_load.is_none_or(|b| load < b) {
-                best = i as u32;
+                best = Some(i);
                 best_load = Some(load);
             }
         }
+        if let Some(b) = best.and_then(|i| self.breakers.get_mut(&i)).filter(|b| b.open_ms > 0) {
+            b.open_until_ms = now + b.open_ms;
+        }
         best
+    }
+
+    /// `breaker.lua`: one outcome at endpoint `ep`.
+    pub(crate) fn breaker(&mut self, ep: u32, outcome: EndpointOutcome, breaker: Breaker, now: i64) -> BreakerState {
+        if outcome == EndpointOutcome::Ok {
+            self.breakers.remove(&ep);
+            self.st.create_failures = 0;
+            return BreakerState::Closed;
+        }
+        if outcome == EndpointOutcome::CreateFailed {
+            self.st.create_failures += 1;
+        }
+        let b = self.breakers.entry(ep).or_default();
+        b.failures += 1;
+        if breaker.threshold > 0 && b.failures >= u64::from(breaker.threshold) {
+            b.open_ms = breaker.open.as_millis() as i64;
+            b.open_until_ms = now + b.open_ms;
+            return BreakerState::Open;
+        }
+        BreakerState::Closed
     }
 
     pub(crate) fn bind(&mut self, c: &Cfg, s: &mut SlotRecord, key: &str, now: i64) {

@@ -6,7 +6,8 @@
 -- Reply: {'L', lease_id, slot_id, slot_record, expires_ms, fresh(0|1)}   lease granted
 --        {'R', reservation_id, endpoint_index}                             create a slot, then commit/abort
 --        {'W', total, max}                                                 nothing free: wait for a release
---        {'E', 'NOCONFIG'} pool not synced; {'E', 'BINDING_LOST'} the bound session is gone
+--        {'E', 'NOCONFIG'} pool not synced; {'E', 'BINDING_LOST'} the bound session is gone;
+--        {'E', 'OPEN'} a slot is needed and every endpoint's circuit breaker is open
 local lease_id, holder, key = ARGV[1], ARGV[2], ARGV[3]
 local c = load_cfg()
 if not c then return {'E', 'NOCONFIG'} end
@@ -38,7 +39,8 @@ local function choose()
   local function reserve()
     local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
     if total >= c.max then return {'W', total, c.max} end
-        local best = pick_endpoint(c)
+    local best = pick_endpoint(c, now)
+    if not best then return {'E', 'OPEN'} end
     bump('ep:' .. best)
     redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
     redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))

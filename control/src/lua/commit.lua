@@ -28,6 +28,8 @@ local s = {v = SLOT_VERSION, id = slot_id, st = 'ready', ep = r.ep, w = weights(
   seq = seq, c = now, u = now, r = 0, ew = 0, er = 0, pass = vt, used = 0, m = cmsgpack.unpack(meta)}
 redis.call('ZADD', K_ALL, now, slot_id)
 bump('cre')
+-- A session was created at this endpoint: its breaker closes, the pool's creations work again.
+redis.call('HDEL', K_ST, 'bf:' .. r.ep, 'bo:' .. r.ep, 'bp:' .. r.ep, 'cfr')
 if r.lease ~= 1 then
   bump('wres', -1)
   put_slot(s)

@@ -13,7 +13,8 @@
 --   9 ldata  HASH  lease id -> "slot id|holder"
 --  10 bind   HASH  binding key -> slot id, or 'resv:<id>' while its first slot is being created
 --  11 bexp   ZSET  binding key -> idle expiry (ms)
---  12 st     HASH  counters and cursors (seq, rr, vtime, fence, acq, rel, cre, des, tmo, reb, err, exp, ep:<i>)
+--  12 st     HASH  counters and cursors (seq, rr, vtime, fence, acq, rel, cre, des, tmo, reb, err, exp, ep:<i>,
+--                  breakers bf:<i>/bo:<i>/bp:<i>, cfr = consecutive failed creations)
 --  13 closing LIST records of slots removed where no caller could be told (acquire's reclaim pass):
 --                  an outbox that `reclaim` drains, so every removed upstream session gets closed
 -- Every time comes from TIME here (I5): nodes never send a clock.
@@ -239,12 +240,24 @@ local function abort_resv(id)
 end
 
 -- The endpoint with the fewest slots (and creations in flight) for its weight.
-local function pick_endpoint(c)
-  local best, best_load = 0, nil
+-- Circuit breakers, per endpoint index i, in st: 'bf:<i>' consecutive failures, 'bo:<i>' the time
+-- (ms) until which the breaker is open, 'bp:<i>' its open period (ms). Past 'bo' while 'bf' is
+-- still set, the breaker is half-open: the next creation there is a probe, and picking it re-arms
+-- 'bo' so only one probe runs at a time. A commit there (a session created) closes it.
+-- The endpoint for a new slot: the fewest slots (and creations in flight) for its weight among
+-- those whose breaker is not open; nil when every breaker is open.
+local function pick_endpoint(c, now)
+  local best, best_load = nil, nil
   for i, w in ipairs(weights(c)) do
-    local n = tonumber(redis.call('HGET', K_ST, 'ep:' .. (i - 1)) or '0')
-    local load = n / w
-    if best_load == nil or load < best_load then best, best_load = i - 1, load end
+    local f = redis.call('HMGET', K_ST, 'ep:' .. (i - 1), 'bo:' .. (i - 1))
+    if tonumber(f[2] or '0') <= now then
+      local load = tonumber(f[1] or '0') / w
+      if best_load == nil or load < best_load then best, best_load = i - 1, load end
+    end
+  end
+  if best then
+    local bp = redis.call('HGET', K_ST, 'bp:' .. best)
+    if bp then redis.call('HSET', K_ST, 'bo:' .. best, now + tonumber(bp)) end
   end
   return best
 end

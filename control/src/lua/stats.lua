@@ -16,5 +16,14 @@ for _, raw in ipairs(redis.call('HVALS', K_SLOTS)) do
 end
 for k, v in pairs(counts) do put('state_' .. k, v) end
 local st = redis.call('HGETALL', K_ST)
-for i = 1, #st, 2 do put('st_' .. st[i], st[i + 1]) end
+local now = now_ms()
+for i = 1, #st, 2 do
+  local k = st[i]
+  if string.sub(k, 1, 3) == 'bo:' then
+    -- A breaker that opened and has not closed since: open until 'bo', half-open after it.
+    put('st_bs:' .. string.sub(k, 4), tonumber(st[i + 1]) > now and 1 or 2)
+  else
+    put('st_' .. k, st[i + 1])
+  end
+end
 return reply

@@ -1,7 +1,7 @@
 -- warm (leader only, fenced): a reservation to create one more idle slot, while the pool has
 -- fewer than `min` idle ready slots (counting warm-up creations in flight) and room below max (I1).
 -- ARGV: 1 fencing token  2 min  3 reservation id  4 holder
--- Reply: {'R', reservation_id, endpoint} create one; {'N'} enough; {'F', newest} refused (newer leader)
+-- Reply: {'R', reservation_id, endpoint} create one; {'N'} enough (or every endpoint's breaker is open); {'F', newest} refused (newer leader)
 local ok, seen = check_fence(tonumber(ARGV[1]))
 if not ok then return {'F', seen} end
 local c = load_cfg()
@@ -11,7 +11,8 @@ local idle = redis.call('ZCARD', K_AVAIL) + tonumber(redis.call('HGET', K_ST, 'w
 if idle >= tonumber(ARGV[2]) then return {'N'} end
 local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
 if total >= c.max then return {'N'} end
-local best = pick_endpoint(c)
+local best = pick_endpoint(c, now)
+if not best then return {'N'} end
 bump('ep:' .. best)
 bump('wres')
 redis.call('ZADD', K_RESV, now + c.resv_ttl, ARGV[3])

@@ -146,12 +146,12 @@ impl Pool {
         }
 
         if c.strategy == Strategy::None {
-            return Ok(self.reserve(&c, lease_id, holder, key, now));
+            return self.reserve(&c, lease_id, holder, key, now);
         }
 
         if c.iso == Isolation::Session {
             let Some(first) = self.avail.first() else {
-                return Ok(self.reserve(&c, lease_id, holder, key, now));
+                return self.reserve(&c, lease_id, holder, key, now);
             };
             let Some(mut s) = self.slots.get(&first).cloned() else {
                 return Err(ControlError::Protocol(format!("slot {first} in avail but not stored")));
@@ -168,11 +168,11 @@ impl Pool {
             let pick = self.bload.first().and_then(|id| self.slots.get(&id).cloned());
             if let Some(s) = &pick {
                 if s.leases >= c.cap && self.total() < c.max {
-                    return Ok(self.reserve(&c, lease_id, holder, key, now));
+                    return self.reserve(&c, lease_id, holder, key, now);
                 }
             }
             let Some(mut s) = pick else {
-                return Ok(self.reserve(&c, lease_id, holder, key, now));
+                return self.reserve(&c, lease_id, holder, key, now);
             };
             self.bind(&c, &mut s, key, now);
             if s.leases < c.cap {
@@ -193,7 +193,7 @@ impl Pool {
             self.avail.first()
         };
         let Some(pick) = pick else {
-            return Ok(self.reserve(&c, lease_id, holder, key, now));
+            return self.reserve(&c, lease_id, holder, key, now);
         };
         let Some(s) = self.slots.get(&pick).cloned() else {
             return Err(ControlError::Protocol(format!("slot {pick} in avail but not stored")));

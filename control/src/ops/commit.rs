@@ -90,6 +90,8 @@ impl Pool {
         };
         self.all.add(slot_id, now as f64);
         self.st.creates += 1;
+        self.breakers.remove(&r.ep);
+        self.st.create_failures = 0;
         if !r.lease {
             self.warm_reservations -= 1;
             self.slots.insert(s.id.clone(), s.clone());

@@ -5,6 +5,7 @@
 
 mod abort;
 mod acquire;
+mod breaker;
 mod commit;
 mod fence;
 mod leader;

@@ -104,6 +104,25 @@ impl Pool {
             hold: st.hold.clone(),
             endpoint_hold: st.endpoint_hold.clone(),
             affinity: st.affinity.clone(),
+            breakers: {
+                let now = now_ms();
+                let state = |b: &EndpointBreaker| match b.open_ms {
+                    0 => BreakerState::Closed,
+                    _ if b.open_until_ms > now => BreakerState::Open,
+                    _ => BreakerState::HalfOpen,
+                };
+                self.breakers
+                    .iter()
+                    .map(|(i, b)| {
+                        let stats = EndpointBreakerStats {
+                            failures: b.failures,
+                            state: state(b),
+                        };
+                        (*i, stats)
+                    })
+                    .collect()
+            },
+            create_failures: st.create_failures,
             ..PoolStats::default()
         };
         for slot in self.slots.values() {

@@ -68,7 +68,9 @@ impl Pool {
         if idle >= i64::from(min) || self.total() >= c.max {
             return Ok(None);
         }
-        let best = self.pick_endpoint(&c);
+        let Some(best) = self.pick_endpoint(&c, now_ms()) else {
+            return Ok(None);
+        };
         *self.per_endpoint.entry(best).or_default() += 1;
         self.warm_reservations += 1;
         self.resv.add(id, (now_ms() + c.resv_ttl) as f64);

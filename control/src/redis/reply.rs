@@ -78,6 +78,7 @@ pub(crate) fn script_error(code: &str) -> ControlError {
         "NOCONFIG" => ControlError::NotConfigured,
         "BINDING_LOST" => ControlError::BindingLost,
         "NORESV" => ControlError::ReservationGone,
+        "OPEN" => ControlError::CircuitOpen,
         other => ControlError::Protocol(format!("script error {other}")),
     }
 }

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{Affinity, Lease, Outcome, SlotRecord, SlotState};
+use crate::{Affinity, EndpointOutcome, Lease, Outcome, SlotRecord, SlotState};
 use std::sync::Arc;
 
 use poolgate_shared::domain::server::Server;
@@ -110,7 +110,17 @@ impl LeaseGuard {
         self.client
             .mark(&self.server, &self.lease.slot.id, SlotState::Unhealthy)
             .await;
+        self.client
+            .note_endpoint(&self.server.id, self.lease.slot.endpoint, EndpointOutcome::Failed)
+            .await;
         self.release().await;
+    }
+
+    /// The answer failed midway (an upstream answer over a limit, a broken stream): when the
+    /// guard is dropped, the release retires the slot, so the session is not reused.
+    pub fn retire_on_drop(&mut self) {
+        self.outcome.error = true;
+        self.outcome.retire = true;
     }
 
     fn take_outcome(&mut self) -> Outcome {

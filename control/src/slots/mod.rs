@@ -32,14 +32,24 @@ pub use guard::LeaseGuard;
 pub use profile::{init_from_discovery, Profiles, DISCOVERY_TTL, SERVER_INFO_META};
 
 use crate::{
-    AcquireRequest, Acquired, Committed, ControlError, ControlPlane, Outcome, Pools, Reservation, SlotMeta, SlotRecord,
-    SlotState,
+    AcquireRequest, Acquired, Breaker, Committed, ControlError, ControlPlane, EndpointOutcome, Outcome, Pools,
+    Reservation, SlotMeta, SlotRecord, SlotState,
 };
+use poolgate_shared::config::Config;
 use poolgate_shared::domain::server::{Server, ServerId};
 use poolgate_shared::shutdown::Tracker;
 use poolgate_upstream::{
-    SessionTarget, UpstreamClient, UpstreamError, LATEST_SESSION_VERSION, SESSION_VERSIONS, STATELESS_VERSION,
+    Limits, SessionTarget, UpstreamClient, UpstreamError, LATEST_SESSION_VERSION, SESSION_VERSIONS, STATELESS_VERSION,
 };
+
+/// The upstream client with the configured limits (`UPSTREAM_MAX_*`, `UPSTREAM_REQUEST_TIMEOUT`).
+pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamError> {
+    UpstreamClient::with_limits(Limits {
+        max_response_bytes: config.upstream.max_response_bytes,
+        max_event_bytes: config.upstream.max_event_bytes,
+        request_timeout: config.upstream.request_timeout,
+    })
+}
 
 /// Binding keys of 2026-07-28 clients start with this: `user:<subject>:<server>`.
 pub const USER_KEY_PREFIX: &str = "user:";
@@ -86,6 +96,8 @@ struct Inner {
     pre_ping_window: Duration,
     /// Background lease releases not yet confirmed (a stopping node waits for them).
     releases: Arc<Tracker>,
+    /// When endpoints' circuit breakers open.
+    breaker: Breaker,
 }
 
 impl SlotClient {
@@ -95,6 +107,7 @@ impl SlotClient {
         holder: &str,
         pre_ping_window: Duration,
         releases: Arc<Tracker>,
+        breaker: Breaker,
     ) -> SlotClient {
         SlotClient(Arc::new(Inner {
             pools,
@@ -103,7 +116,41 @@ impl SlotClient {
             holder: holder.to_owned(),
             pre_ping_window,
             releases,
+            breaker,
         }))
+    }
+
+    /// The pool client a process builds from its configuration: the upstream client with the
+    /// configured limits, the pre-ping window and the breakers.
+    pub fn from_config(
+        pools: Pools,
+        config: &Config,
+        holder: &str,
+        releases: Arc<Tracker>,
+    ) -> Result<SlotClient, UpstreamError> {
+        Ok(SlotClient::new(
+            pools,
+            upstream_client(config)?,
+            holder,
+            config.pooling.pre_ping_window,
+            releases,
+            Breaker::from_config(config),
+        ))
+    }
+
+    pub fn breaker(&self) -> Breaker {
+        self.0.breaker
+    }
+
+    /// Records an outcome at endpoint `ep` of `server` for its breaker (logged when it opens).
+    pub async fn note_endpoint(&self, server: &ServerId, ep: u32, outcome: EndpointOutcome) {
+        match self.control().breaker(server, ep, outcome, self.0.breaker).await {
+            Ok(crate::BreakerState::Open) => {
+                tracing::warn!(server_id = %server, endpoint = ep, "circuit breaker open: no new upstream sessions at this endpoint for now");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(server_id = %server, error = %e, "recording an endpoint outcome failed"),
+        }
     }
 
     pub fn pools(&self) -> &Pools {
@@ -209,6 +256,10 @@ impl SlotClient {
             Ok(m) => m,
             Err(e) => {
                 let _ = control.abort(&server.id, &resv.id).await;
+                if e.counts_against_upstream() {
+                    self.note_endpoint(&server.id, resv.endpoint, EndpointOutcome::CreateFailed)
+                        .await;
+                }
                 return Err(e.into());
             }
         };
@@ -341,16 +392,31 @@ pub fn target_of(slot: &SlotRecord, headers: Vec<(String, String)>) -> SessionTa
 /// Ends the upstream sessions of removed slots with DELETE; how many were closed (best effort:
 /// an upstream that is down ends them by its own idle timeout).
 pub async fn close_removed(upstream: &UpstreamClient, server: Option<&Server>, closed: &[SlotRecord]) -> u64 {
+    use futures_util::StreamExt as _;
     let headers = server.map(|s| s.upstream_headers.pairs()).unwrap_or_default();
-    let mut n = 0;
+    let mut targets = Vec::with_capacity(closed.len());
     for slot in closed {
-        let target = target_of(slot, headers.clone());
-        if target.session_id.is_some() && !target.url.is_empty() {
-            match upstream.close(&target).await {
-                Ok(()) => n += 1,
-                Err(e) => tracing::debug!(url = %target.url, error = %e, "closing a removed upstream session failed"),
-            }
+        let t = target_of(slot, headers.clone());
+        if t.session_id.is_some() && !t.url.is_empty() {
+            targets.push(t);
         }
     }
-    n
+    // A few at a time: one black-holed endpoint costs CONTROL_TIMEOUT per batch, not per session.
+    futures_util::stream::iter(targets)
+        .map(|target| async move {
+            match upstream.close(&target).await {
+                Ok(()) => 1,
+                Err(e) => {
+                    let url = poolgate_shared::config::redact_url(&target.url);
+                    tracing::debug!(%url, error = %e, "closing a removed upstream session failed");
+                    0
+                }
+            }
+        })
+        .buffer_unordered(CLOSES_AT_ONCE)
+        .fold(0u64, |n, one| async move { n + one })
+        .await
 }
+
+/// Upstream DELETEs one [`close_removed`] call runs at once.
+pub const CLOSES_AT_ONCE: usize = 8;

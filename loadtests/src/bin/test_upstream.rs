@@ -1,16 +1,19 @@
-//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N] [--stateless 1] [--sse 1]`: runs
-//! the test upstream MCP server on 127.0.0.1 until interrupted (`--stateless 1`: the 2026-07-28
-//! revision; `--sse 1`: answers as event streams, headers and event in separate writes, as the
-//! SDK servers write them).
+//! `test-upstream [--port N] [--handshake-ms N] [--latency-ms N] [--stateless 1] [--sse 1]
+//! [--hostile 1]`: runs the test upstream MCP server on 127.0.0.1 until interrupted
+//! (`--stateless 1`: the 2026-07-28 revision; `--sse 1`: answers as event streams, headers and
+//! event in separate writes, as the SDK servers write them; `--hostile 1`: the hostile upstream
+//! of `poolgate_loadtests::hostile` instead, which ignores the other options).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use poolgate_loadtests::hostile::Hostile;
 use poolgate_loadtests::upstream::{Upstream, UpstreamConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (mut port, mut config) = (0u16, UpstreamConfig::default());
+    let (mut port, mut config, mut hostile) = (0u16, UpstreamConfig::default(), false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value: u64 = it
@@ -24,10 +27,18 @@ async fn main() -> anyhow::Result<()> {
             "--latency-ms" => config.latency = Duration::from_millis(value),
             "--stateless" => config.stateless = value != 0,
             "--sse" => config.sse = value != 0,
+            "--hostile" => hostile = value != 0,
             other => bail!("unknown option {other}"),
         }
     }
-    let upstream = Upstream::start(([127, 0, 0, 1], port).into(), config).await?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    if hostile {
+        let hostile = Hostile::start_on(addr).await?;
+        println!("{}", hostile.url());
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+    let upstream = Upstream::start(addr, config).await?;
     println!("{}", upstream.url());
     tokio::signal::ctrl_c().await?;
     Ok(())

@@ -91,7 +91,7 @@ async fn fleet_figures(state: &AppState) -> Option<String> {
         };
         pools.push(PoolFigures {
             server,
-            health_score: crate::http::admin::ops::health_score(&stats),
+            health_score: crate::http::admin::ops::health_score(&stats, server.endpoints.len()),
             stats,
             slots,
         });

@@ -155,6 +155,12 @@ pub const REDIS_LEADER_HEARTBEAT_INTERVAL: Key = key(
 );
 pub const REDIS_LEADER_RENEW_DEADLINE: Key = key("REDIS_LEADER_RENEW_DEADLINE", "pooling.redis.leader_renew_deadline");
 
+pub const UPSTREAM_MAX_RESPONSE_BYTES: Key = key("UPSTREAM_MAX_RESPONSE_BYTES", "upstream.max_response_bytes");
+pub const UPSTREAM_MAX_EVENT_BYTES: Key = key("UPSTREAM_MAX_EVENT_BYTES", "upstream.max_event_bytes");
+pub const UPSTREAM_REQUEST_TIMEOUT: Key = key("UPSTREAM_REQUEST_TIMEOUT", "upstream.request_timeout");
+pub const UPSTREAM_BREAKER_THRESHOLD: Key = key("UPSTREAM_BREAKER_THRESHOLD", "upstream.breaker_threshold");
+pub const UPSTREAM_BREAKER_OPEN_SECONDS: Key = key("UPSTREAM_BREAKER_OPEN_SECONDS", "upstream.breaker_open_seconds");
+
 /// All keys, in the order the effective configuration is logged and documented.
 pub const ALL: &[Key] = &[
     HOST,
@@ -193,4 +199,9 @@ pub const ALL: &[Key] = &[
     REDIS_LEADER_TTL,
     REDIS_LEADER_HEARTBEAT_INTERVAL,
     REDIS_LEADER_RENEW_DEADLINE,
+    UPSTREAM_MAX_RESPONSE_BYTES,
+    UPSTREAM_MAX_EVENT_BYTES,
+    UPSTREAM_REQUEST_TIMEOUT,
+    UPSTREAM_BREAKER_THRESHOLD,
+    UPSTREAM_BREAKER_OPEN_SECONDS,
 ];

@@ -13,7 +13,8 @@
 //! - One file per section, each with its defaults, `load`, `validate` and `summary`:
 //!   `server.rs` ([`ServerSettings`]), `database.rs` ([`DatabaseSettings`]), `auth.rs`
 //!   ([`AuthSettings`]), `pooling.rs` ([`PoolingSettings`], [`ManagerSettings`], the
-//!   `POOL_DEFAULT_*` pool configuration), `redis.rs` ([`RedisSettings`]).
+//!   `POOL_DEFAULT_*` pool configuration), `redis.rs` ([`RedisSettings`]), `upstream.rs`
+//!   ([`UpstreamSettings`]: answer size limits, request timeout, circuit breakers).
 //! - `mod.rs`: [`Config`] (the sections together, the rules that span sections, [`Mode`]).
 
 mod auth;
@@ -23,6 +24,7 @@ mod pooling;
 mod redis;
 mod server;
 mod sources;
+mod upstream;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,10 @@ pub use server::{
 };
 use sources::Sources;
 pub use sources::{redact_url, Origin, Secret};
+pub use upstream::{
+    UpstreamSettings, DEFAULT_UPSTREAM_BREAKER_OPEN_SECONDS, DEFAULT_UPSTREAM_BREAKER_THRESHOLD,
+    DEFAULT_UPSTREAM_MAX_EVENT_BYTES, DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES, DEFAULT_UPSTREAM_REQUEST_TIMEOUT,
+};
 
 /// Environment variable naming the config file; without it `./config.yaml` is read if present.
 pub const CONFIG_FILE_ENV: &str = "POOLGATE_CONFIG";
@@ -94,6 +100,7 @@ pub struct Config {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub pooling: PoolingSettings,
+    pub upstream: UpstreamSettings,
     /// The file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -128,6 +135,7 @@ impl Config {
             database: DatabaseSettings::load(&src)?,
             auth: AuthSettings::load(&src)?,
             pooling: PoolingSettings::load(&src)?,
+            upstream: UpstreamSettings::load(&src)?,
             file: file.map(Path::to_owned),
         };
         config.validate()?;
@@ -147,6 +155,7 @@ impl Config {
         self.server.validate()?;
         self.auth.validate()?;
         self.pooling.validate()?;
+        self.upstream.validate()?;
         if self.mode() == Mode::Distributed {
             if self.database.kind != DatabaseKind::Postgres {
                 return Err(ConfigError::invalid(
@@ -179,6 +188,7 @@ impl Config {
         self.database.summary(&mut out);
         self.auth.summary(&mut out);
         self.pooling.summary(&mut out);
+        self.upstream.summary(&mut out);
         out
     }
 }

@@ -1,9 +1,15 @@
 //! Pool operations (seed 001 paths): `GET /api/servers/{id}/pool/stats`, `GET .../pool/sessions`
 //! and `GET /api/servers/pools/health`. Figures are fleet-wide: they come from the control plane.
 //!
-//! Health score of a pool, in [0, 1]: `(1 − unhealthy / slots) × (1 − min(1, timeouts /
-//! max(1, acquisitions))) × (1 − failed / pinged in the last health check)` — 1.0 with no slots,
-//! no timeouts and no failed pings. A pool is degraded below 0.8;
+//! Health score of a pool, in [0, 1], the product of five factors, each 1.0 when all is well:
+//! - sessions: `1 − unhealthy / slots` (1.0 with no slots);
+//! - timeouts: `1 − min(1, timeouts / max(1, acquisitions))`;
+//! - the last health check: `1 − failed / pinged` (it pings idle sessions and probes endpoints
+//!   without one, so an upstream that is down shows here even when the pool is empty);
+//! - creations: `1 − min(1, creations failed in a row / 3)` (reset by the next created session);
+//! - breakers: `1 − open breakers / endpoints`.
+//!
+//! A pool is degraded below 0.8;
 //! `overall_health` is `healthy` with no degraded pool, `unhealthy` when a pool is below 0.5 or
 //! the control plane is unreachable, else `degraded`.
 
@@ -11,7 +17,8 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use poolgate_control::{ControlError, PoolStats};
+use poolgate_control::{BreakerState, ControlError, PoolStats};
+use poolgate_shared::config::redact_url;
 use poolgate_shared::domain::server::Server;
 
 use super::ServerIdPath;
@@ -26,7 +33,10 @@ fn control_unavailable(e: ControlError) -> ApiError {
     ApiError::unavailable("control plane", e)
 }
 
-pub fn health_score(s: &PoolStats) -> f64 {
+/// Failed creations in a row that take the creation factor to 0.
+const CREATE_FAILURES_UNHEALTHY: f64 = 3.0;
+
+pub fn health_score(s: &PoolStats, endpoints: usize) -> f64 {
     let healthy = if s.slots == 0 {
         1.0
     } else {
@@ -38,7 +48,30 @@ pub fn health_score(s: &PoolStats) -> f64 {
     } else {
         (s.health_failed as f64 / s.health_pinged as f64).min(1.0)
     };
-    (healthy * (1.0 - timeouts) * (1.0 - pings)).clamp(0.0, 1.0)
+    let creations = (s.create_failures as f64 / CREATE_FAILURES_UNHEALTHY).min(1.0);
+    let open = (0..endpoints as u32)
+        .filter(|i| s.breaker_state(*i) == BreakerState::Open)
+        .count();
+    let breakers = open as f64 / endpoints.max(1) as f64;
+    (healthy * (1.0 - timeouts) * (1.0 - pings) * (1.0 - creations) * (1.0 - breakers)).clamp(0.0, 1.0)
+}
+
+/// Each endpoint's breaker (`closed`, `open`, `half_open`), endpoints named without secrets.
+pub fn breakers(server: &Server, s: &PoolStats) -> Vec<Value> {
+    server
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let state = match s.breaker_state(i as u32) {
+                BreakerState::Closed => "closed",
+                BreakerState::Open => "open",
+                BreakerState::HalfOpen => "half_open",
+            };
+            json!({"endpoint": redact_url(&e.url), "state": state,
+                "failures": s.breakers.get(&(i as u32)).map_or(0, |b| b.failures)})
+        })
+        .collect()
 }
 
 async fn stats_of(state: &AppState, server: &Server) -> Result<Value, ApiError> {
@@ -70,7 +103,9 @@ async fn stats_of(state: &AppState, server: &Server) -> Result<Value, ApiError> 
         "rebinds": s.rebinds,
         "errors": s.errors,
         "expired_leases": s.expired,
-        "health_score": health_score(&s),
+        "health_score": health_score(&s, server.endpoints.len()),
+        "create_failures": s.create_failures,
+        "circuit_breakers": breakers(server, &s),
     }))
 }
 
@@ -122,13 +157,15 @@ pub async fn health(State(state): State<AppState>, Reader(_): Reader) -> Result<
     for server in servers.iter().filter(|s| s.pool.pool_enabled) {
         match state.control.stats(&server.id).await {
             Ok(s) => {
-                let score = health_score(&s);
+                let score = health_score(&s, server.endpoints.len());
                 if score < DEGRADED_BELOW {
                     degraded += 1;
                 }
                 worst = worst.min(score);
                 pools.push(json!({"server_id": server.id, "health_score": score,
-                    "total_sessions": s.slots, "unhealthy_sessions": s.unhealthy}));
+                    "total_sessions": s.slots, "unhealthy_sessions": s.unhealthy,
+                    "failed_probes": s.health_failed, "create_failures": s.create_failures,
+                    "circuit_breakers": breakers(server, &s)}));
             }
             Err(e) => {
                 reachable = false;

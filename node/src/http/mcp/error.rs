@@ -79,6 +79,15 @@ pub enum McpError {
     MethodNotFound { method: String, message: String },
     /// `Origin` (or, on a loopback bind, `Host`) refused: DNS rebinding protection.
     Forbidden(String),
+    /// The upstream refused the request with an HTTP 4xx: relayed with its status, and with its
+    /// JSON-RPC error object when it sent one (else `summary` names the status).
+    Refused {
+        status: StatusCode,
+        error: Option<Value>,
+        summary: String,
+    },
+    /// Every endpoint of the server is failing (circuit breakers open): fail fast.
+    CircuitOpen,
 }
 
 impl McpError {
@@ -107,6 +116,15 @@ impl McpError {
             McpError::UnsupportedVersion { .. } => (StatusCode::BAD_REQUEST, UNSUPPORTED_VERSION),
             McpError::MethodNotFound { .. } => (StatusCode::NOT_FOUND, METHOD_NOT_FOUND),
             McpError::Forbidden(_) => (StatusCode::FORBIDDEN, FORBIDDEN),
+            McpError::Refused { status, error, .. } => (
+                *status,
+                error
+                    .as_ref()
+                    .and_then(|e| e.get("code"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(UPSTREAM_ERROR),
+            ),
+            McpError::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, UPSTREAM_ERROR),
         }
     }
 
@@ -132,6 +150,10 @@ impl McpError {
             McpError::InvalidParams(m) | McpError::HeaderMismatch(m) | McpError::Forbidden(m) => m.clone(),
             McpError::UnsupportedVersion { .. } => "Unsupported protocol version".to_owned(),
             McpError::MethodNotFound { message, .. } => message.clone(),
+            McpError::Refused { summary, .. } => summary.clone(),
+            McpError::CircuitOpen => {
+                "every endpoint of this server is failing (circuit breaker open); retry later".to_owned()
+            }
         }
     }
 
@@ -145,8 +167,12 @@ impl McpError {
         }
     }
 
-    /// The JSON-RPC error object (`{"code", "message"[, "data"]}`).
+    /// The JSON-RPC error object (`{"code", "message"[, "data"]}`); an upstream's own error
+    /// object passes unchanged.
     pub fn error_object(&self, in_band: bool) -> Value {
+        if let McpError::Refused { error: Some(e), .. } = self {
+            return e.clone();
+        }
         let mut error = json!({"code": self.parts(in_band).1, "message": self.message()});
         if let Some(d) = self.data() {
             error["data"] = d;
@@ -190,6 +216,7 @@ impl From<ControlError> for McpError {
             ControlError::Exhausted(t) => McpError::Exhausted(t),
             ControlError::BindingLost => McpError::SessionNotFound,
             ControlError::UnknownPool(_) => McpError::UnknownServer(None),
+            ControlError::CircuitOpen => McpError::CircuitOpen,
             other => {
                 tracing::warn!(error = %other, "control plane call failed");
                 McpError::Coordination
@@ -200,7 +227,23 @@ impl From<ControlError> for McpError {
 
 impl From<UpstreamError> for McpError {
     fn from(e: UpstreamError) -> McpError {
-        McpError::Upstream(e.to_string())
+        match e {
+            UpstreamError::InvalidInput(m) => McpError::InvalidParams(m),
+            UpstreamError::Http { status, ref body } if (400..500).contains(&status) => {
+                // A JSON-RPC error object in the body is the upstream's answer: relay it.
+                let error = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+                    v.get("error")
+                        .filter(|e| e.get("code").is_some_and(Value::is_i64))
+                        .cloned()
+                });
+                McpError::Refused {
+                    status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    error,
+                    summary: e.to_string(),
+                }
+            }
+            other => McpError::Upstream(other.to_string()),
+        }
     }
 }
 
@@ -238,6 +281,41 @@ mod tests {
         let r = McpError::SessionNotFound.out_of_band();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn upstream_4xx_is_relayed_with_its_status_and_error_object() {
+        let e: McpError = UpstreamError::Http {
+            status: 404,
+            body: r#"{"jsonrpc":"2.0","id":"pg:1","error":{"code":-32601,"message":"Method not found"}}"#.into(),
+        }
+        .into();
+        let r = e.answer(&json!(7));
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let e: McpError = UpstreamError::Http {
+            status: 400,
+            body: r#"{"error":{"code":-32602,"message":"bad"}}"#.into(),
+        }
+        .into();
+        assert_eq!(e.parts(true), (StatusCode::BAD_REQUEST, -32602));
+        assert_eq!(e.error_object(true), json!({"code": -32602, "message": "bad"}));
+        // No JSON-RPC error in the body: the status is named, the body quoted briefly.
+        let e: McpError = UpstreamError::Http {
+            status: 403,
+            body: "x".repeat(5000),
+        }
+        .into();
+        assert_eq!(e.parts(true), (StatusCode::FORBIDDEN, code::UPSTREAM_ERROR));
+        let msg = e.error_object(true)["message"].as_str().unwrap_or_default().to_owned();
+        assert!(msg.starts_with("upstream answered HTTP 403: xxx"), "{msg}");
+        assert!(msg.len() < 300, "error bodies are summarized: {} bytes", msg.len());
+        // A 5xx stays the gateway's upstream failure.
+        let e: McpError = UpstreamError::Http {
+            status: 503,
+            body: String::new(),
+        }
+        .into();
+        assert_eq!(e.parts(true), (StatusCode::OK, code::UPSTREAM_ERROR));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::session_id::{ClientSession, SessionMode};
 use poolgate_control::slots::LeaseRequest;
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
-use poolgate_upstream::{Reply, UpstreamError, REQUEST_TIMEOUT, STATELESS_VERSION};
+use poolgate_upstream::{Reply, UpstreamError, STATELESS_VERSION};
 
 use super::stream::{stream_response, Mapper};
 use super::{session, McpError};
@@ -147,10 +147,11 @@ async fn forward_owned(
         session::touch(state, server, session).await?;
     }
     let target = session::target(server, session);
+    let timeout = state.upstream.request_timeout();
     let sent = if session.pv == STATELESS_VERSION {
-        state.upstream.send_json(&target, msg, REQUEST_TIMEOUT).await
+        state.upstream.send_json(&target, msg, timeout).await
     } else {
-        state.upstream.send(&target, raw.to_vec(), REQUEST_TIMEOUT).await
+        state.upstream.send(&target, raw.to_vec(), timeout).await
     };
     match sent {
         Ok(Reply::Accepted) => Ok(StatusCode::ACCEPTED.into_response()),
@@ -172,7 +173,8 @@ async fn forward_owned(
 /// clients). Ids and progress tokens are rewritten so that concurrent clients on one upstream
 /// session never see each other's answers (I9). A lost upstream session is retired — in the
 /// lease's one release, before anything else can pick it — and the message replayed once on
-/// another slot.
+/// another slot. Only the upstream's own failures count against the slot: a JSON-RPC error or a
+/// 4xx answer is the client's business and leaves the slot as healthy as it was.
 pub(super) async fn forward_leased(
     state: &AppState,
     server: &Arc<Server>,
@@ -232,10 +234,13 @@ pub(super) async fn forward_leased(
                 key,
             });
         }
-        match state.upstream.send_json(&target, &out, REQUEST_TIMEOUT).await {
+        match state
+            .upstream
+            .send_json(&target, &out, state.upstream.request_timeout())
+            .await
+        {
             Ok(Reply::Accepted) => return Ok(StatusCode::ACCEPTED.into_response()),
             Ok(Reply::Json(v)) => {
-                lease.set_error(v.get("error").is_some());
                 return Ok((StatusCode::OK, axum::Json(mapper.map(v))).into_response());
             }
             Ok(Reply::Stream(events)) => {
@@ -249,8 +254,12 @@ pub(super) async fn forward_leased(
                 }
                 return Err(UpstreamError::SessionLost.into());
             }
-            Err(e) => {
+            Err(e) if e.counts_against_upstream() => {
                 lease.retire_unhealthy().await;
+                return Err(e.into());
+            }
+            Err(e) => {
+                lease.release().await;
                 return Err(e.into());
             }
         }
@@ -280,7 +289,11 @@ async fn forward_cancellation(state: &AppState, scope: &str, msg: &Value) {
         return;
     };
     params.insert("requestId".into(), upstream_id);
-    if let Err(e) = state.upstream.send_json(&target, &note, REQUEST_TIMEOUT).await {
+    if let Err(e) = state
+        .upstream
+        .send_json(&target, &note, state.upstream.request_timeout())
+        .await
+    {
         tracing::debug!(error = %e, "forwarding a cancellation failed");
     }
 }

@@ -10,9 +10,10 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::session_id::{ClientSession, SessionMode};
+use poolgate_control::slots::LeaseGuard;
 use poolgate_shared::domain::server::Server;
 use poolgate_upstream::sse::SseEvent;
-use poolgate_upstream::{EventStream, SessionTarget, UpstreamClient, UpstreamError, REQUEST_TIMEOUT};
+use poolgate_upstream::{EventStream, SessionTarget, UpstreamClient, UpstreamError};
 
 use super::{code, session, McpError};
 use crate::state::AppState;
@@ -71,9 +72,8 @@ impl Mapper {
                     "message": format!("{method} is not available through a shared-isolation pool")}});
                 let (client, target) = (client.clone(), target.clone());
                 tokio::spawn(async move {
-                    let _ = client
-                        .send(&target, refusal.to_string().into_bytes(), REQUEST_TIMEOUT)
-                        .await;
+                    let timeout = client.request_timeout();
+                    let _ = client.send(&target, refusal.to_string().into_bytes(), timeout).await;
                 });
                 return None;
             }
@@ -88,9 +88,25 @@ impl Mapper {
     }
 }
 
+/// What lives as long as a streamed answer, told when the upstream stream fails (an event over
+/// a limit, a broken connection) so a leased slot is retired rather than reused.
+pub(super) trait StreamGuards: Send + 'static {
+    fn stream_failed(&mut self) {}
+}
+
+impl StreamGuards for () {}
+
+impl<T: Send + 'static> StreamGuards for Option<T> {}
+
+impl<A: Send + 'static, B: Send + 'static> StreamGuards for (LeaseGuard, Option<A>, Option<B>) {
+    fn stream_failed(&mut self) {
+        self.0.retire_on_drop();
+    }
+}
+
 /// An SSE response passing `events` through `mapper`; `guards` live as long as the stream. If the
 /// upstream stream breaks before the request's answer, the client gets a JSON-RPC error event.
-pub(super) fn stream_response<G: Send + 'static>(
+pub(super) fn stream_response<G: StreamGuards>(
     events: EventStream,
     mapper: Mapper,
     client_id: Option<Value>,
@@ -128,7 +144,11 @@ pub(super) fn stream_response<G: Send + 'static>(
             end => {
                 st.done = true;
                 let failed = match end {
-                    Some(Err(e)) => Some(e.to_string()),
+                    Some(Err(e)) => {
+                        tracing::info!(error = %e, "upstream stream failed");
+                        st._guards.stream_failed();
+                        Some(e.to_string())
+                    }
                     _ => None,
                 };
                 match (&st.client_id, st.mapper.answered) {
