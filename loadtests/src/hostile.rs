@@ -6,7 +6,8 @@
 //! It is raw HTTP/1.1 over a tokio `TcpListener` (no HTTP library, so that it can send what no
 //! library would), one task per connection, keep-alive. It answers `initialize` (a session id in
 //! `mcp-session-id`; a request with an unknown one gets 404), `notifications/*` (202), `ping`,
-//! `tools/list`, `DELETE` (ends the session) and refuses `GET` (405). The behaviour is chosen per
+//! `tools/list`, `DELETE` (ends the session), `GET` with a known session (a server-initiated
+//! stream: a notification every 200 ms) and refuses any other `GET` (405). The behaviour is chosen per
 //! request by the tool name of `tools/call`, so that one server serves every hostile case and
 //! well-behaved calls at the same time:
 //!
@@ -492,6 +493,11 @@ async fn answer(conn: &Conn, shared: &Shared, req: &Request) -> io::Result<After
                 conn.respond("404 Not Found", "text/plain", &[], b"session not found")
                     .await
             }
+        }
+        // A known session's server-initiated stream: a notification every 200 ms until the
+        // client goes away (bounded like every hold).
+        "GET" if req.header(SESSION_HEADER).is_some_and(|s| shared.knows(s)) => {
+            endless(conn, &json!({"interval_ms": 200})).await
         }
         _ => {
             conn.respond(

@@ -73,6 +73,8 @@ pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
         upstream,
         servers: ServerCache::default(),
         inflight: Default::default(),
+        streams: Default::default(),
+        stopping: tokio::sync::watch::channel(false).0,
         shared_calls: Default::default(),
         slots,
         touched: Default::default(),
@@ -165,6 +167,7 @@ async fn drain(
 ) {
     let grace = state.config.server.shutdown_grace;
     state.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    state.stopping.send_replace(true);
     state.metrics.draining.set(1);
     tracing::info!(
         in_flight = state.requests.in_flight(),

@@ -35,6 +35,10 @@ pub struct Inner {
     /// Shared isolation: requests in flight on this node, by "client session key|client id", with
     /// the upstream session and rewritten id they went to — where a cancellation must go.
     pub shared_calls: Mutex<HashMap<String, (poolgate_upstream::SessionTarget, serde_json::Value)>>,
+    /// Client sessions with their GET stream open on this node (one each).
+    pub streams: Mutex<HashSet<String>>,
+    /// Turns true when the node starts stopping: open GET streams end at once.
+    pub stopping: tokio::sync::watch::Sender<bool>,
     /// JSON-RPC ids in flight per client session on this node (I9: a reused id is refused).
     pub inflight: Mutex<HashMap<String, HashSet<String>>>,
     /// The pool client: leases, upstream sessions, upstream profiles (one home, shared with the

@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod bulk;
 mod cli;
+mod hostile;
 mod mcp;
 mod metrics;
 mod migrations;

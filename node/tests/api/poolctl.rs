@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_poolctl");
 
 /// Runs poolctl against `app` with an admin token; returns (exit code, stdout, stderr). The
 /// process runs off the test's runtime, which must keep serving the node poolctl talks to.
-async fn poolctl(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn poolctl(app: &TestApp, args: &[&str]) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("POOLGATE_URL", app.url(""))

@@ -88,6 +88,8 @@ pub enum McpError {
     },
     /// Every endpoint of the server is failing (circuit breakers open): fail fast.
     CircuitOpen,
+    /// A second GET stream for a client session that has one open.
+    StreamConflict,
 }
 
 impl McpError {
@@ -125,6 +127,7 @@ impl McpError {
                     .unwrap_or(UPSTREAM_ERROR),
             ),
             McpError::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, UPSTREAM_ERROR),
+            McpError::StreamConflict => (StatusCode::CONFLICT, INVALID_REQUEST),
         }
     }
 
@@ -151,6 +154,7 @@ impl McpError {
             McpError::UnsupportedVersion { .. } => "Unsupported protocol version".to_owned(),
             McpError::MethodNotFound { message, .. } => message.clone(),
             McpError::Refused { summary, .. } => summary.clone(),
+            McpError::StreamConflict => "a GET stream is already open for this session".to_owned(),
             McpError::CircuitOpen => {
                 "every endpoint of this server is failing (circuit breaker open); retry later".to_owned()
             }

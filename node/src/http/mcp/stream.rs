@@ -8,6 +8,7 @@ use axum::body::{Body, Bytes};
 use axum::http::HeaderValue;
 use axum::response::Response;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::session_id::{ClientSession, SessionMode};
 use poolgate_control::slots::LeaseGuard;
@@ -112,11 +113,24 @@ pub(super) fn stream_response<G: StreamGuards>(
     client_id: Option<Value>,
     guards: G,
 ) -> Response {
+    events_until(events, mapper, client_id, guards, None)
+}
+
+/// [`stream_response`] that also ends (cleanly, as a resumable stream ends) when `stop` turns
+/// true: the node is stopping, and the client resumes on another node with `Last-Event-ID`.
+fn events_until<G: StreamGuards>(
+    events: EventStream,
+    mapper: Mapper,
+    client_id: Option<Value>,
+    guards: G,
+    stop: Option<watch::Receiver<bool>>,
+) -> Response {
     struct St<G> {
         events: EventStream,
         mapper: Mapper,
         client_id: Option<Value>,
         done: bool,
+        stop: Option<watch::Receiver<bool>>,
         _guards: G,
     }
     let st = St {
@@ -124,20 +138,33 @@ pub(super) fn stream_response<G: StreamGuards>(
         mapper,
         client_id,
         done: false,
+        stop,
         _guards: guards,
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
         if st.done {
             return None;
         }
-        let next = loop {
-            match st.events.next().await {
-                Some(Ok(e)) => match st.mapper.map_event(e) {
-                    Some(e) => break Some(Ok(e)),
-                    None => continue,
-                },
-                other => break other,
+        let St {
+            events, mapper, stop, ..
+        } = &mut st;
+        let mapped = async {
+            loop {
+                match events.next().await {
+                    Some(Ok(e)) => match mapper.map_event(e) {
+                        Some(e) => break Some(Ok(e)),
+                        None => continue,
+                    },
+                    other => break other,
+                }
             }
+        };
+        let next = match stop {
+            Some(rx) => tokio::select! {
+                next = mapped => next,
+                _ = rx.wait_for(|stopping| *stopping) => None,
+            },
+            None => mapped.await,
         };
         match next {
             Some(Ok(e)) => Some((Ok::<_, Infallible>(Bytes::from(e.encode())), st)),
@@ -177,9 +204,36 @@ pub(super) fn stream_response<G: StreamGuards>(
     resp
 }
 
+/// The one GET stream a client session may have open on this node (the SDK servers allow one per
+/// session too); removed when the stream ends.
+struct OpenStream {
+    state: AppState,
+    key: String,
+}
+
+impl OpenStream {
+    fn enter(state: &AppState, key: &str) -> Option<OpenStream> {
+        let mut open = state.streams.lock().ok()?;
+        open.insert(key.to_owned()).then(|| OpenStream {
+            state: state.clone(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.state.streams.lock() {
+            open.remove(&self.key);
+        }
+    }
+}
+
 /// `GET`: in session isolation (and without pooling) the upstream session's own event stream is
 /// relayed, resuming after `Last-Event-ID` when the client sends one; shared isolation has no
-/// upstream session of the client's own, so there is no stream (405).
+/// upstream session of the client's own, so there is no stream (405). One stream per client
+/// session on a node (a second gets 409); the upstream's headers must come within the control
+/// timeout; the stream ends when the node starts stopping, so shutdown never waits on it.
 pub(super) async fn relay_stream(
     state: &AppState,
     server: &Server,
@@ -194,12 +248,18 @@ pub(super) async fn relay_stream(
     if session.mode == SessionMode::Bound {
         session::touch(state, server, session).await?;
     }
+    let Some(open) = OpenStream::enter(state, &session.key) else {
+        return Err(McpError::StreamConflict);
+    };
     match state
         .upstream
         .open_stream(&session::target(server, session), last_event_id)
         .await
     {
-        Ok(Some(events)) => Ok(stream_response(events, Mapper::passthrough(true), None, ())),
+        Ok(Some(events)) => {
+            let stop = Some(state.stopping.subscribe());
+            Ok(events_until(events, Mapper::passthrough(true), None, Some(open), stop))
+        }
         Ok(None) => Err(McpError::NoStream("the upstream offers no server-initiated stream")),
         Err(UpstreamError::SessionLost) => Err(McpError::SessionNotFound),
         Err(e) => Err(e.into()),
