@@ -6,12 +6,14 @@
 //! - `harness`: backends, per-test key prefixes, helpers (`warm`, `create_slot`, ...), a PRNG.
 //! - `conformance`: lease life cycle, sync, waiting and timeouts; I7 on the Cluster.
 //! - `invariants`: I1, I2, I3, I4, I8, I11.
+//! - `breakers`: endpoint circuit breakers (open, route around, fail fast, half-open probe, close).
 //! - `strategies`: round_robin, least_connections, sticky, weighted.
 //! - `leader`: leader election and fencing (I6).
 //! - `properties`: seeded random concurrent workloads checking I1–I4 throughout.
 
 mod harness;
 
+mod breakers;
 mod conformance;
 mod invariants;
 mod leader;

@@ -181,6 +181,24 @@ fn each_invalid_setting_names_its_key() {
         (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
         (vec![("SHUTDOWN_GRACE_SECONDS", "-3")], "SHUTDOWN_GRACE_SECONDS"),
         (vec![("ADMIN_BODY_LIMIT", "10")], "ADMIN_BODY_LIMIT"),
+        (
+            vec![("UPSTREAM_MAX_RESPONSE_BYTES", "100")],
+            "UPSTREAM_MAX_RESPONSE_BYTES",
+        ),
+        (vec![("UPSTREAM_MAX_EVENT_BYTES", "lots")], "UPSTREAM_MAX_EVENT_BYTES"),
+        (
+            vec![
+                ("UPSTREAM_MAX_RESPONSE_BYTES", "4096"),
+                ("UPSTREAM_MAX_EVENT_BYTES", "8192"),
+            ],
+            "UPSTREAM_MAX_EVENT_BYTES",
+        ),
+        (vec![("UPSTREAM_REQUEST_TIMEOUT", "0")], "UPSTREAM_REQUEST_TIMEOUT"),
+        (vec![("UPSTREAM_BREAKER_THRESHOLD", "-1")], "UPSTREAM_BREAKER_THRESHOLD"),
+        (
+            vec![("UPSTREAM_BREAKER_OPEN_SECONDS", "0")],
+            "UPSTREAM_BREAKER_OPEN_SECONDS",
+        ),
         // Distributed mode: PostgreSQL and a JWT secret are required.
         (
             vec![
