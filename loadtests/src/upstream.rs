@@ -60,7 +60,12 @@ pub struct Stats {
     pub deletes: AtomicU64,
     pub requests: AtomicU64,
     pub tool_calls: AtomicU64,
+    /// Every notification received (method and params), oldest first (bounded).
+    pub notifications: Mutex<Vec<Value>>,
 }
+
+/// Most notifications [`Stats::notifications`] keeps.
+const NOTIFICATIONS_KEPT: usize = 1000;
 
 #[derive(Debug, Default)]
 struct Session {
@@ -258,6 +263,13 @@ async fn answer(inner: Arc<Inner>, headers: HeaderMap, body: Bytes) -> Response 
         // A response from the client (to a server request): accepted.
         return StatusCode::ACCEPTED.into_response();
     };
+    if msg.get("id").is_none() {
+        if let Ok(mut n) = inner.stats.notifications.lock() {
+            if n.len() < NOTIFICATIONS_KEPT {
+                n.push(json!({"method": method, "params": msg.get("params").cloned().unwrap_or(Value::Null)}));
+            }
+        }
+    }
     if inner.config.stateless {
         return stateless(&inner, &headers, &msg, id, method).await;
     }

@@ -35,11 +35,24 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Store, String)> {
     Ok((store, key))
 }
 
+/// The bearer-token key: `JWT_SECRET_KEY` (or the embedded node's generated secret), the former
+/// secrets of `JWT_SECRET_KEY_FALLBACKS`, and the `iss`/`aud` tokens must carry when configured.
+pub fn jwt_key(config: &Config, secret: &str) -> JwtKey {
+    let fallbacks: Vec<&[u8]> = config
+        .auth
+        .jwt_secret_key_fallbacks
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .collect();
+    JwtKey::new(secret.as_bytes())
+        .expecting(config.auth.jwt_issuer.as_deref(), config.auth.jwt_audience.as_deref())
+        .with_fallbacks(&fallbacks)
+}
+
 /// Everything a running node holds.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let (store, secret) = open_store(&config).await?;
-    let jwt = JwtKey::new(secret.as_bytes())
-        .expecting(config.auth.jwt_issuer.as_deref(), config.auth.jwt_audience.as_deref());
+    let jwt = jwt_key(&config, &secret);
     let fallbacks: Vec<&[u8]> = config
         .auth
         .session_secret_fallbacks

@@ -172,8 +172,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let (_, secret) = open_store(&config).await?;
             // Minted with the configured iss/aud, so the node accepts it.
-            let key = poolgate_shared::auth::JwtKey::new(secret.as_bytes())
-                .expecting(config.auth.jwt_issuer.as_deref(), config.auth.jwt_audience.as_deref());
+            let key = crate::app::jwt_key(&config, &secret);
             let now = now_unix();
             let claims = Claims {
                 sub,

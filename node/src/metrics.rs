@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use poolgate_control::{PoolStats, SlotRecord, SlotState, BUCKETS_MS};
-use poolgate_shared::config::redact_url;
+use poolgate_shared::config::redact_credentials;
 use poolgate_shared::domain::server::Server;
 
 /// How long the fleet-wide text is reused.
@@ -302,7 +302,7 @@ pub fn render_fleet(pools: &[PoolFigures<'_>], leader: Option<(String, u64)>, no
         &|out, p, id| {
             for (i, e) in p.server.endpoints.iter().enumerate() {
                 let state = p.stats.breaker_state(i as u32) as u8;
-                let endpoint = label(&redact_url(&e.url));
+                let endpoint = label(&redact_credentials(&e.url));
                 let _ = writeln!(
                     out,
                     "mcp_gateway_circuit_breaker_state{{server_id=\"{id}\",endpoint=\"{endpoint}\"}} {state}"

@@ -32,8 +32,8 @@ pub struct Inner {
     pub sessions: SessionCodec,
     pub upstream: UpstreamClient,
     pub servers: ServerCache,
-    /// Shared isolation: requests in flight on this node, by "client session key|client id", with
-    /// the upstream session and rewritten id they went to — where a cancellation must go.
+    /// Requests in flight on this node (any isolation), by "client scope|client id", with the
+    /// upstream session and the rewritten id they went under — where a cancellation must go.
     pub shared_calls: Mutex<HashMap<String, (poolgate_upstream::SessionTarget, serde_json::Value)>>,
     /// Client sessions with their GET stream open on this node (one each).
     pub streams: Mutex<HashSet<String>>,

@@ -88,10 +88,13 @@ impl Audience {
     }
 }
 
-/// An HS256 signing key, and the issuer and audience tokens must name when configured.
+/// An HS256 signing key, former keys still accepted for verification (rotation), and the issuer
+/// and audience tokens must name when configured.
 #[derive(Clone)]
 pub struct JwtKey {
     secret: Vec<u8>,
+    /// `JWT_SECRET_KEY_FALLBACKS`: tokens signed with these still verify; nothing is signed with them.
+    fallbacks: Vec<Vec<u8>>,
     issuer: Option<String>,
     audience: Option<String>,
 }
@@ -113,6 +116,7 @@ impl JwtKey {
     pub fn new(secret: &[u8]) -> Self {
         JwtKey {
             secret: secret.to_vec(),
+            fallbacks: Vec::new(),
             issuer: None,
             audience: None,
         }
@@ -125,12 +129,14 @@ impl JwtKey {
         self
     }
 
+    /// Also accepts tokens signed with any of `fallbacks` (former secrets, during a rotation).
+    pub fn with_fallbacks<S: AsRef<[u8]>>(mut self, fallbacks: &[S]) -> Self {
+        self.fallbacks = fallbacks.iter().map(|f| f.as_ref().to_vec()).collect();
+        self
+    }
+
     fn mac(&self) -> HmacSha256 {
-        // HMAC takes keys of any length; new_from_slice cannot fail for it.
-        match HmacSha256::new_from_slice(&self.secret) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC accepts keys of any length"),
-        }
+        mac_with(&self.secret)
     }
 
     /// Signs `claims` into a compact JWT (with the configured `iss` and `aud`, if any, so that
@@ -175,11 +181,16 @@ impl JwtKey {
         let sig = B64
             .decode(s)
             .map_err(|_| TokenError::Malformed("signature is not base64url"))?;
-        let mut mac = self.mac();
-        mac.update(h.as_bytes());
-        mac.update(b".");
-        mac.update(p.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
+        let signed_by = |secret: &[u8]| {
+            let mut mac = mac_with(secret);
+            mac.update(h.as_bytes());
+            mac.update(b".");
+            mac.update(p.as_bytes());
+            mac.verify_slice(&sig).is_ok()
+        };
+        if !(signed_by(&self.secret) || self.fallbacks.iter().any(|f| signed_by(f))) {
+            return Err(TokenError::BadSignature);
+        }
         let payload = B64
             .decode(p)
             .map_err(|_| TokenError::Malformed("payload is not base64url"))?;
@@ -210,6 +221,14 @@ impl JwtKey {
             }
         }
         Ok(claims)
+    }
+}
+
+fn mac_with(secret: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length; new_from_slice cannot fail for it.
+    match HmacSha256::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
     }
 }
 

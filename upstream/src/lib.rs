@@ -128,7 +128,10 @@ fn quote(body: &str) -> String {
     format!(": {cut}")
 }
 
+/// A transport failure, described without its URL: an endpoint URL may carry credentials
+/// (`?api_key=…`), and this text reaches clients and logs.
 fn transport(e: reqwest::Error, timeout: Duration) -> UpstreamError {
+    let e = e.without_url();
     if e.is_builder() {
         UpstreamError::InvalidInput(format!("request cannot be sent upstream: {e}"))
     } else if e.is_timeout() {

@@ -54,6 +54,50 @@ pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamError>
 /// Binding keys of 2026-07-28 clients start with this: `user:<subject>:<server>`.
 pub const USER_KEY_PREFIX: &str = "user:";
 
+/// Binding keys, one form per use, each with its own tag: `user:<subject>:<server>` (a
+/// 2026-07-28 client's user), `sticky:<subject>:<server>` (the sticky strategy's user),
+/// `session:<subject>:<server>:<nonce>` (one client session). The subject comes from a token, so
+/// it is escaped (`%` → `%25`, `:` → `%3A`): no subject can spell another subject's key or a key
+/// of another form (a subject `user:bob` must not take bob's binding).
+pub mod binding_key {
+    use poolgate_shared::domain::server::ServerId;
+
+    fn escape(subject: &str) -> String {
+        subject.replace('%', "%25").replace(':', "%3A")
+    }
+
+    pub fn user(subject: &str, server: &ServerId) -> String {
+        format!("{}{}:{server}", super::USER_KEY_PREFIX, escape(subject))
+    }
+
+    pub fn sticky(subject: &str, server: &ServerId) -> String {
+        format!("sticky:{}:{server}", escape(subject))
+    }
+
+    /// A new client session's key (a fresh nonce each call).
+    pub fn session(subject: &str, server: &ServerId) -> String {
+        format!("session:{}:{server}:{}", escape(subject), uuid::Uuid::new_v4().simple())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn no_subject_spells_another_key() {
+            let srv = ServerId::parse("srv").expect("id");
+            // A subject shaped like another form, or like another subject plus a server.
+            assert_ne!(sticky("user:bob", &srv), user("bob", &srv));
+            assert_ne!(user("a:b", &srv), user("a%3Ab", &srv));
+            assert_ne!(sticky("a%", &srv), sticky("a%25", &srv));
+            assert_eq!(user("a:b%", &srv), "user:a%3Ab%25:srv");
+            let key = session("x:y", &srv);
+            assert!(key.starts_with("session:x%3Ay:srv:"), "{key}");
+            assert_eq!(key.matches(':').count(), 3, "{key}");
+        }
+    }
+}
+
 /// Why no lease could be had.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
@@ -186,6 +230,7 @@ impl SlotClient {
                 result
             }
             Err(e) => {
+                let url = poolgate_shared::config::redact_credentials(url);
                 tracing::debug!(%url, error = %e, "server/discover failed");
                 None
             }
@@ -407,7 +452,7 @@ pub async fn close_removed(upstream: &UpstreamClient, server: Option<&Server>, c
             match upstream.close(&target).await {
                 Ok(()) => 1,
                 Err(e) => {
-                    let url = poolgate_shared::config::redact_url(&target.url);
+                    let url = poolgate_shared::config::redact_credentials(&target.url);
                     tracing::debug!(%url, error = %e, "closing a removed upstream session failed");
                     0
                 }

@@ -57,8 +57,17 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// `GET /metrics`: fleet-wide pool series (cached, see [`crate::metrics`]) and this node's own.
-pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+/// `GET /metrics`; with `METRICS_AUTH_REQUIRED=true` it needs a bearer token like the API.
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Result<crate::http::auth::Reader, crate::http::error::ApiError>,
+) -> axum::response::Response {
     use axum::response::IntoResponse as _;
+    if state.config.auth.metrics_auth_required {
+        if let Err(refused) = caller {
+            return refused.into_response();
+        }
+    }
     let fleet = state.metrics.fleet_text(|| fleet_figures(&state)).await;
     let text = format!("{fleet}{}", state.metrics.node_text());
     (

@@ -384,3 +384,167 @@ async fn direct_sessions_do_not_share_in_flight_ids() {
     }
     app.stop().await;
 }
+
+/// The MCP endpoint's input limits: each malformed or oversized request gets a JSON-RPC error
+/// with the status that names the problem (or hyper's 431 for oversized headers), nothing reaches
+/// the upstream, and the node serves the next request.
+#[tokio::test]
+async fn mcp_endpoint_input_limits() {
+    use crate::mcp_client::{register, upstream, Client};
+    let up = upstream(poolgate_loadtests::upstream::UpstreamConfig::default()).await;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    register(&app, "lim", &up.url(), json!({"pool_max_size": 2})).await;
+    let mut client = Client::new(&app, "lim", "alice");
+    client.initialize().await;
+    let session = client.session.clone().expect("session");
+    let url = app.url("/servers/lim/mcp");
+    let token = app.token("alice", &["reader"], &[], 600);
+    let call = |name: &str| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": name, "arguments": {"text": "x"}}})
+            .to_string()
+            .into_bytes()
+    };
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":{nested}}}}}}}"#
+    );
+    let mut oversized = call("echo");
+    oversized.extend(std::iter::repeat_n(b' ', 5 * 1024 * 1024));
+    let batch = format!("[{}]", String::from_utf8_lossy(&call("echo")));
+    // (case, content type, body, status, JSON-RPC code, words the message must hold)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, StatusCode, i64, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "over 4 MiB",
+            Some("application/json"),
+            oversized,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            "larger than 4194304",
+        ),
+        (
+            "a batch",
+            Some("application/json"),
+            batch.into_bytes(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+            "batches",
+        ),
+        (
+            "nested 100000 deep",
+            Some("application/json"),
+            deep.into_bytes(),
+            StatusCode::BAD_REQUEST,
+            -32700,
+            "recursion",
+        ),
+        (
+            "text/plain",
+            Some("text/plain"),
+            call("echo"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+            "application/json",
+        ),
+        (
+            "form data",
+            Some("application/x-www-form-urlencoded"),
+            call("echo"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            -32600,
+            "Content-Type",
+        ),
+        (
+            "not JSON",
+            Some("application/json"),
+            b"{\"jsonrpc\": ".to_vec(),
+            StatusCode::BAD_REQUEST,
+            -32700,
+            "Parse error",
+        ),
+        (
+            "a JSON string",
+            Some("application/json"),
+            b"\"hello\"".to_vec(),
+            StatusCode::BAD_REQUEST,
+            -32600,
+            "object",
+        ),
+    ];
+    let calls_before = up.stats().requests.load(std::sync::atomic::Ordering::Relaxed);
+    for (case, content_type, body, status, code, words) in cases {
+        let mut req = app
+            .client
+            .post(&url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (got, answer) = read(req.send().await.expect("sent")).await;
+        assert_eq!(got, status, "{case}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{case}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{case}: {message}");
+    }
+    assert_eq!(
+        up.stats().requests.load(std::sync::atomic::Ordering::Relaxed),
+        calls_before,
+        "a refused request reached the upstream"
+    );
+    // JSON with a charset parameter, and a `+json` type, are JSON.
+    for ct in ["application/json; charset=utf-8", "application/vnd.example+json"] {
+        let (got, answer) = read(
+            app.client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", &session)
+                .header("content-type", ct)
+                .body(call("echo"))
+                .send()
+                .await
+                .expect("sent"),
+        )
+        .await;
+        assert_eq!(got, StatusCode::OK, "{ct}: {answer}");
+    }
+    // Oversized headers: one huge value, and too many of them.
+    let huge = "h".repeat(1024 * 1024);
+    let status = app
+        .client
+        .post(&url)
+        .bearer_auth(&token)
+        .header("x-padding", huge.as_str())
+        .json(&json!({}))
+        .send()
+        .await
+        .map(|r| r.status());
+    assert!(
+        matches!(status, Ok(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE) | Err(_)),
+        "a 1 MiB header: {status:?}"
+    );
+    let mut many = app.client.post(&url).bearer_auth(&token);
+    for i in 0..200 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let status = many.json(&json!({})).send().await.map(|r| r.status());
+    assert!(
+        matches!(status, Ok(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE) | Err(_)),
+        "200 headers: {status:?}"
+    );
+    // An unknown method goes to the upstream, whose JSON-RPC error comes back as it is.
+    let (status, answer, _) = client
+        .post(json!({"jsonrpc": "2.0", "id": 10, "method": "no/such/method"}))
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].clone()),
+        (StatusCode::OK, json!(-32601)),
+        "{answer}"
+    );
+    // And the node serves on.
+    client.call_ok(11, "echo", json!({"text": "fine"})).await;
+    app.stop().await;
+}

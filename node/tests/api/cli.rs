@@ -62,6 +62,13 @@ fn invalid_settings_stop_start_up_naming_the_key() {
     let _ = std::fs::remove_file(&yaml);
     assert_eq!(code, 2);
     assert!(stderr.contains("pooling.defaults.max_sise"), "{stderr}");
+    // No tokens on a node listening beyond this machine: refused unless asked for explicitly.
+    let (code, _, stderr) = run(&[], &[("AUTH_REQUIRED", "false"), ("DATABASE_URL", "sqlite::memory:")]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("AUTH_REQUIRED") && stderr.contains("ALLOW_INSECURE_AUTH_OFF") && stderr.contains("0.0.0.0"),
+        "{stderr}"
+    );
     // Bad usage.
     let (code, _, stderr) = run(&["migrate", "sideways"], &[]);
     assert_eq!(code, 2);

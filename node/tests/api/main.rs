@@ -21,6 +21,7 @@ mod poolctl;
 mod probes;
 mod rolling;
 mod sdk;
+mod secrets;
 mod servers;
 mod shutdown;
 mod slots;

@@ -804,3 +804,80 @@ async fn refused_2026_get_and_delete() {
     }
     bench.stop().await;
 }
+
+/// 2026-07-28 notifications are relayed, never dropped (I10): a `notifications/cancelled` reaches
+/// the upstream under the rewritten id of the request it names (the upstream never saw the
+/// client's own id), and any other notification reaches the upstream too — through a session-era
+/// upstream (the user's own session) and a sessionless one alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_of_2026_clients_reach_the_upstream() {
+    let bench = Bench::start().await;
+    for (id, up) in bench.servers() {
+        let url = bench.app.url(&format!("/servers/{id}/mcp"));
+        let calls = up.stats().tool_calls.load(Ordering::Relaxed);
+        let slow = {
+            let (url, token) = (url.clone(), bench.token.clone());
+            tokio::spawn(async move {
+                let call = request(
+                    40,
+                    "tools/call",
+                    json!({"name": "slow", "arguments": {"ms": 1500}}),
+                    meta(V2026),
+                );
+                let mut h = headers26("tools/call");
+                h.push(("mcp-name", "slow"));
+                send_raw(&url, &token, Method::POST, &h, Some(&call)).await
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while up.stats().tool_calls.load(Ordering::Relaxed) == calls {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id}: the slow call never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let note = |method: &str, params: Value| {
+            let mut params = params;
+            params["_meta"] = meta(V2026);
+            json!({"jsonrpc": "2.0", "method": method, "params": params})
+        };
+        for (method, params) in [
+            (
+                "notifications/cancelled",
+                json!({"requestId": 40, "reason": "changed my mind"}),
+            ),
+            ("notifications/roots/list_changed", json!({})),
+        ] {
+            let a = send_raw(
+                &url,
+                &bench.token,
+                Method::POST,
+                &headers26(method),
+                Some(&note(method, params)),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{id}: {method}: {a:?}");
+        }
+        let seen = |method: &str| -> Vec<Value> {
+            up.stats()
+                .notifications
+                .lock()
+                .map(|n| n.iter().filter(|v| v["method"] == method).cloned().collect())
+                .unwrap_or_default()
+        };
+        let cancelled = seen("notifications/cancelled");
+        assert_eq!(cancelled.len(), 1, "{id}: {cancelled:?}");
+        let upstream_id = cancelled[0]["params"]["requestId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            upstream_id.starts_with("pg:"),
+            "{id}: the cancellation names the request's rewritten id, not the client's: {cancelled:?}"
+        );
+        assert_eq!(seen("notifications/roots/list_changed").len(), 1, "{id}");
+        let _ = slow.await;
+    }
+    bench.stop().await;
+}

@@ -77,6 +77,10 @@ impl TempDir {
         TempDir(dir)
     }
 
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
     fn file(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }

@@ -533,3 +533,48 @@ async fn ts_sdk_late_answer_of_a_cancelled_call_still_arrives() {
     assert_eq!(upstream.stats().tool_calls.load(Ordering::Relaxed), 2);
     app.stop().await;
 }
+
+/// I9 across nodes: one client session, bound to one upstream session of server-everything (a
+/// real SDK server, which routes answers by request id), sends the same id through two nodes at
+/// once. The gateway rewrites request ids upstream, so the SDK server never sees the id twice and
+/// each request gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_sends_the_same_id_through_two_nodes_at_once() {
+    use crate::mcp_client::{two_nodes, unique_prefix, Client};
+    let dir = TempDir::new();
+    let (server, addr) = start_server_everything(&dir).await;
+    let (a, b) = two_nodes(&unique_prefix(), &[]).await;
+    register_pooled(
+        &a,
+        "ev",
+        &format!("http://{addr}/mcp"),
+        json!({"pool_isolation": "session"}),
+    )
+    .await;
+    let mut client = Client::new(&a, "ev", "alice");
+    client.initialize().await;
+    let via_b = client.via(&b, "ev");
+    let long = client.post(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 1, "steps": 2}}}));
+    let quick = async {
+        // While the long call runs on node A, the same id through node B.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        via_b
+            .post(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"message": "through b"}}}))
+            .await
+    };
+    let both = tokio::time::timeout(Duration::from_secs(15), async { tokio::join!(long, quick) }).await;
+    let ((s1, long, _), (s2, quick, _)) = both.expect("both requests answered (none lost to the other)");
+    let last = |v: Value| match v {
+        Value::Array(mut events) => events.pop().unwrap_or(Value::Null),
+        other => other,
+    };
+    let (long, quick) = (last(long), last(quick));
+    assert_eq!((s1.as_u16(), s2.as_u16()), (200, 200), "{long} {quick}");
+    assert_eq!((long["id"].clone(), quick["id"].clone()), (json!(7), json!(7)));
+    assert_eq!(quick["result"]["content"][0]["text"], "Echo: through b", "{quick}");
+    let text = long["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("Long running operation completed"), "{long}");
+    drop(server);
+}

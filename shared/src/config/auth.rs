@@ -5,6 +5,8 @@ use super::sources::{list, Secret, Sources};
 use super::{ConfigError, Summary};
 
 pub const DEFAULT_AUTH_REQUIRED: bool = true;
+/// Prometheus scrapes on a private network without a token by default.
+pub const DEFAULT_METRICS_AUTH_REQUIRED: bool = false;
 pub const DEFAULT_POOL_ADMIN_ROLES: &str = "admin,operator";
 /// A client session id is accepted for a day after it was issued; then its SDK re-initializes.
 pub const DEFAULT_SESSION_MAX_AGE: u64 = 24 * 60 * 60;
@@ -15,10 +17,16 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
     pub required: bool,
+    /// Accept `AUTH_REQUIRED=false` on a non-loopback `HOST` (`ALLOW_INSECURE_AUTH_OFF`).
+    pub allow_insecure_auth_off: bool,
+    /// `/metrics` needs a bearer token (`METRICS_AUTH_REQUIRED`).
+    pub metrics_auth_required: bool,
     pub jwt_secret_key: Option<Secret>,
     pub admin_roles: Vec<String>,
     /// Former secrets whose client session ids are still accepted (rotation).
     pub session_secret_fallbacks: Vec<Secret>,
+    /// Former token secrets whose bearer tokens still verify (rotation).
+    pub jwt_secret_key_fallbacks: Vec<Secret>,
     /// Bearer tokens must carry this `iss` (`JWT_ISSUER`), when set.
     pub jwt_issuer: Option<String>,
     /// Bearer tokens' `aud` must name this (`JWT_AUDIENCE`), when set.
@@ -35,10 +43,16 @@ impl AuthSettings {
             .unwrap_or_else(|| DEFAULT_POOL_ADMIN_ROLES.to_owned());
         Ok(AuthSettings {
             required: src.get_bool(&keys::AUTH_REQUIRED, DEFAULT_AUTH_REQUIRED)?,
+            allow_insecure_auth_off: src.get_bool(&keys::ALLOW_INSECURE_AUTH_OFF, false)?,
+            metrics_auth_required: src.get_bool(&keys::METRICS_AUTH_REQUIRED, DEFAULT_METRICS_AUTH_REQUIRED)?,
             jwt_secret_key: src.get_opt_string(&keys::JWT_SECRET_KEY).map(|(v, _)| Secret(v)),
             admin_roles: list(&roles).map(str::to_owned).collect(),
             session_secret_fallbacks: src
                 .get_opt_string(&keys::SESSION_SECRET_FALLBACKS)
+                .map(|(v, _)| list(&v).map(Secret::new).collect())
+                .unwrap_or_default(),
+            jwt_secret_key_fallbacks: src
+                .get_opt_string(&keys::JWT_SECRET_KEY_FALLBACKS)
                 .map(|(v, _)| list(&v).map(Secret::new).collect())
                 .unwrap_or_default(),
             jwt_issuer: src.get_opt_string(&keys::JWT_ISSUER).map(|(v, _)| v),
@@ -62,15 +76,16 @@ impl AuthSettings {
                 ));
             }
         }
-        if self
-            .session_secret_fallbacks
-            .iter()
-            .any(|s| s.expose().len() < MIN_JWT_SECRET_BYTES)
-        {
-            return Err(ConfigError::invalid(
-                keys::SESSION_SECRET_FALLBACKS.env,
-                format!("every secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
-            ));
+        for (key, secrets) in [
+            (&keys::SESSION_SECRET_FALLBACKS, &self.session_secret_fallbacks),
+            (&keys::JWT_SECRET_KEY_FALLBACKS, &self.jwt_secret_key_fallbacks),
+        ] {
+            if secrets.iter().any(|s| s.expose().len() < MIN_JWT_SECRET_BYTES) {
+                return Err(ConfigError::invalid(
+                    key.env,
+                    format!("every secret must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                ));
+            }
         }
         Ok(())
     }
@@ -83,6 +98,11 @@ impl AuthSettings {
         };
         out.extend([
             (keys::AUTH_REQUIRED.env, self.required.to_string()),
+            (
+                keys::ALLOW_INSECURE_AUTH_OFF.env,
+                self.allow_insecure_auth_off.to_string(),
+            ),
+            (keys::METRICS_AUTH_REQUIRED.env, self.metrics_auth_required.to_string()),
             (keys::JWT_SECRET_KEY.env, secret.to_owned()),
             (keys::POOL_ADMIN_ROLES.env, self.admin_roles.join(",")),
             (
@@ -97,6 +117,10 @@ impl AuthSettings {
             (
                 keys::SESSION_SECRET_FALLBACKS.env,
                 format!("{} secret(s) [redacted]", self.session_secret_fallbacks.len()),
+            ),
+            (
+                keys::JWT_SECRET_KEY_FALLBACKS.env,
+                format!("{} secret(s) [redacted]", self.jwt_secret_key_fallbacks.len()),
             ),
         ]);
     }

@@ -51,6 +51,10 @@ pub const JWT_SECRET_KEY: Key = Key {
     path: "auth.jwt_secret_key",
     secret: true,
 };
+/// `AUTH_REQUIRED=false` on a HOST that is not loopback is refused unless this is true.
+pub const ALLOW_INSECURE_AUTH_OFF: Key = key("ALLOW_INSECURE_AUTH_OFF", "auth.allow_insecure_auth_off");
+/// `/metrics` needs a bearer token too.
+pub const METRICS_AUTH_REQUIRED: Key = key("METRICS_AUTH_REQUIRED", "auth.metrics_auth_required");
 pub const POOL_ADMIN_ROLES: Key = key("POOL_ADMIN_ROLES", "auth.admin_roles");
 /// When set, bearer tokens must carry this `iss`.
 pub const JWT_ISSUER: Key = key("JWT_ISSUER", "auth.jwt_issuer");
@@ -58,6 +62,13 @@ pub const JWT_ISSUER: Key = key("JWT_ISSUER", "auth.jwt_issuer");
 pub const JWT_AUDIENCE: Key = key("JWT_AUDIENCE", "auth.jwt_audience");
 /// How long a client session id is accepted after it was issued (seconds).
 pub const SESSION_MAX_AGE: Key = key("SESSION_MAX_AGE", "auth.session_max_age");
+/// Former `JWT_SECRET_KEY`s whose bearer tokens still verify (key rotation), comma-separated.
+pub const JWT_SECRET_KEY_FALLBACKS: Key = Key {
+    env: "JWT_SECRET_KEY_FALLBACKS",
+    aliases: &[],
+    path: "auth.jwt_secret_key_fallbacks",
+    secret: true,
+};
 /// Former secrets still accepted for client session ids (key rotation), comma-separated.
 pub const SESSION_SECRET_FALLBACKS: Key = Key {
     env: "SESSION_SECRET_FALLBACKS",
@@ -172,12 +183,15 @@ pub const ALL: &[Key] = &[
     ALLOWED_ORIGINS,
     DATABASE_URL,
     AUTH_REQUIRED,
+    ALLOW_INSECURE_AUTH_OFF,
+    METRICS_AUTH_REQUIRED,
     JWT_SECRET_KEY,
     POOL_ADMIN_ROLES,
     JWT_ISSUER,
     JWT_AUDIENCE,
     SESSION_MAX_AGE,
     SESSION_SECRET_FALLBACKS,
+    JWT_SECRET_KEY_FALLBACKS,
     POOL_ENABLED,
     POOL_DEFAULT_STRATEGY,
     POOL_DEFAULT_MIN_SIZE,

@@ -30,7 +30,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use auth::{
-    AuthSettings, DEFAULT_AUTH_REQUIRED, DEFAULT_POOL_ADMIN_ROLES, DEFAULT_SESSION_MAX_AGE, MIN_JWT_SECRET_BYTES,
+    AuthSettings, DEFAULT_AUTH_REQUIRED, DEFAULT_METRICS_AUTH_REQUIRED, DEFAULT_POOL_ADMIN_ROLES,
+    DEFAULT_SESSION_MAX_AGE, MIN_JWT_SECRET_BYTES,
 };
 pub use database::{DatabaseKind, DatabaseSettings, DEFAULT_DATABASE_URL};
 pub use pooling::{
@@ -46,7 +47,7 @@ pub use server::{
     DEFAULT_SHUTDOWN_GRACE_SECONDS,
 };
 use sources::Sources;
-pub use sources::{redact_url, Origin, Secret};
+pub use sources::{redact_credentials, redact_url, Origin, Secret};
 pub use upstream::{
     UpstreamSettings, DEFAULT_UPSTREAM_BREAKER_OPEN_SECONDS, DEFAULT_UPSTREAM_BREAKER_THRESHOLD,
     DEFAULT_UPSTREAM_MAX_EVENT_BYTES, DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES, DEFAULT_UPSTREAM_REQUEST_TIMEOUT,
@@ -156,6 +157,17 @@ impl Config {
         self.auth.validate()?;
         self.pooling.validate()?;
         self.upstream.validate()?;
+        if !self.auth.required && !self.auth.allow_insecure_auth_off && !is_loopback_host(&self.server.host) {
+            return Err(ConfigError::invalid(
+                keys::AUTH_REQUIRED.env,
+                format!(
+                    "false with HOST {:?} would open the admin API and every MCP server to the network without a token; \
+                     bind HOST to a loopback address (127.0.0.1, ::1, localhost) for local use, or set ALLOW_INSECURE_AUTH_OFF=true \
+                     to accept that",
+                    self.server.host
+                ),
+            ));
+        }
         if self.mode() == Mode::Distributed {
             if self.database.kind != DatabaseKind::Postgres {
                 return Err(ConfigError::invalid(
@@ -191,6 +203,12 @@ impl Config {
         self.upstream.summary(&mut out);
         out
     }
+}
+
+/// Whether `host` (a `HOST` setting) only listens on this machine.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

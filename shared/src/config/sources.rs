@@ -185,6 +185,42 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Shows an upstream endpoint URL without what may be a credential — the user info and every
+/// query value — for readers, error messages, logs and metric labels (the scheme, host, port,
+/// path and query parameter names stay, so the endpoint is still recognisable).
+pub fn redact_credentials(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return "[unparsable url]".to_owned();
+    };
+    if !u.username().is_empty() {
+        let _ = u.set_username("***");
+    }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query().is_some() {
+        let names: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for k in names {
+            q.append_pair(&k, "***");
+        }
+    }
+    u.fragment().is_some().then(|| u.set_fragment(None));
+    u.to_string()
+}
+
+#[cfg(test)]
+#[test]
+fn credentials_in_endpoint_urls_are_redacted() {
+    assert_eq!(
+        redact_credentials("https://bob:pw@h.example:8443/mcp?api_key=SECRET&team=x#frag"),
+        "https://***:***@h.example:8443/mcp?api_key=***&team=***"
+    );
+    assert_eq!(redact_credentials("http://h/mcp"), "http://h/mcp");
+    assert_eq!(redact_credentials("not a url"), "[unparsable url]");
+}
+
 /// Shows a URL with its password replaced, for logs.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {

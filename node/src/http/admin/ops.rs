@@ -18,7 +18,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use poolgate_control::{BreakerState, ControlError, PoolStats};
-use poolgate_shared::config::redact_url;
+use poolgate_shared::config::redact_credentials;
 use poolgate_shared::domain::server::Server;
 
 use super::ServerIdPath;
@@ -68,7 +68,7 @@ pub fn breakers(server: &Server, s: &PoolStats) -> Vec<Value> {
                 BreakerState::Open => "open",
                 BreakerState::HalfOpen => "half_open",
             };
-            json!({"endpoint": redact_url(&e.url), "state": state,
+            json!({"endpoint": redact_credentials(&e.url), "state": state,
                 "failures": s.breakers.get(&(i as u32)).map_or(0, |b| b.failures)})
         })
         .collect()
@@ -133,7 +133,7 @@ pub async fn sessions(
             json!({
                 "slot_id": s.id,
                 "state": s.state,
-                "endpoint": s.meta.endpoint,
+                "endpoint": s.meta.endpoint.as_deref().map(redact_credentials),
                 "protocol_version": s.meta.protocol_version,
                 "active_leases": s.leases,
                 "bindings": s.bindings,

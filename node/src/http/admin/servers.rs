@@ -11,10 +11,11 @@ use poolgate_shared::domain::server::{NewServerInput, Server, ServerPatch};
 use poolgate_store::UpdateError;
 
 use super::{server_not_found, ServerIdPath};
-use crate::http::auth::{Admin, Reader};
+use crate::http::auth::{Admin, Caller, Reader};
 use crate::http::error::ApiError;
 use crate::http::json::{from_value, split_object, ApiJson};
 use crate::state::AppState;
+use poolgate_shared::config::redact_credentials;
 
 /// Splits a body into its server part `T` and its pool part.
 fn split_body<T: serde::de::DeserializeOwned>(body: Map<String, Value>) -> Result<(T, PoolConfigPatch), ApiError> {
@@ -38,16 +39,29 @@ pub async fn create(
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(server)).into_response())
 }
 
-pub async fn list(State(state): State<AppState>, Reader(_): Reader) -> Result<Json<Vec<Server>>, ApiError> {
-    Ok(Json(state.store.list_servers().await?))
+/// A server as `caller` may see it: admins (who set the credentials, and export and restore
+/// servers) get endpoint URLs as stored; readers get them without user info or query values,
+/// where credentials such as `?api_key=…` live. Header values are never shown to anyone.
+fn shown(mut server: Server, caller: &Caller) -> Server {
+    if !caller.admin {
+        for e in &mut server.endpoints {
+            e.url = redact_credentials(&e.url);
+        }
+    }
+    server
+}
+
+pub async fn list(State(state): State<AppState>, Reader(caller): Reader) -> Result<Json<Vec<Server>>, ApiError> {
+    let servers = state.store.list_servers().await?;
+    Ok(Json(servers.into_iter().map(|s| shown(s, &caller)).collect()))
 }
 
 pub async fn get(
     State(state): State<AppState>,
-    Reader(_): Reader,
+    Reader(caller): Reader,
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Server>, ApiError> {
-    super::load_server(&state, &id).await.map(Json)
+    super::load_server(&state, &id).await.map(|s| Json(shown(s, &caller)))
 }
 
 pub async fn update(

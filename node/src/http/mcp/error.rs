@@ -90,6 +90,10 @@ pub enum McpError {
     CircuitOpen,
     /// A second GET stream for a client session that has one open.
     StreamConflict,
+    /// The request body is over the MCP endpoint's limit (bytes).
+    TooLarge(usize),
+    /// A `Content-Type` that is not JSON (what the client sent, shortened).
+    UnsupportedMediaType(String),
 }
 
 impl McpError {
@@ -128,6 +132,8 @@ impl McpError {
             ),
             McpError::CircuitOpen => (StatusCode::SERVICE_UNAVAILABLE, UPSTREAM_ERROR),
             McpError::StreamConflict => (StatusCode::CONFLICT, INVALID_REQUEST),
+            McpError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST),
+            McpError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID_REQUEST),
         }
     }
 
@@ -155,6 +161,10 @@ impl McpError {
             McpError::MethodNotFound { message, .. } => message.clone(),
             McpError::Refused { summary, .. } => summary.clone(),
             McpError::StreamConflict => "a GET stream is already open for this session".to_owned(),
+            McpError::TooLarge(limit) => format!("request body larger than {limit} bytes"),
+            McpError::UnsupportedMediaType(got) => {
+                format!("Content-Type must be application/json (got {got:?})")
+            }
             McpError::CircuitOpen => {
                 "every endpoint of this server is failing (circuit breaker open); retry later".to_owned()
             }

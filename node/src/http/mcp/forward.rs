@@ -1,7 +1,10 @@
 //! Forwarding one client message to its upstream session and passing the answer back — as JSON,
 //! or event by event when the upstream streams ([`super::stream`]). A bound or direct session
 //! goes straight to its own upstream session; a shared one leases a slot per message through the
-//! pool client, with ids and progress tokens rewritten (I9). Whatever happens, a client request
+//! pool client. Either way a request's id (and progress token) is rewritten to one unique
+//! fleet-wide before it goes upstream, and restored on the way back (I9): one client session can
+//! be served by several nodes at once, and two of them must never put the same id on its upstream
+//! session. A cancellation follows the request it names to its rewritten id. Whatever happens, a client request
 //! gets the upstream's answer or a JSON-RPC error (I10); guards tied to the response's life
 //! release leases and in-flight ids even when the client goes away mid-stream.
 
@@ -13,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::session_id::{ClientSession, SessionMode};
-use poolgate_control::slots::LeaseRequest;
+use poolgate_control::slots::{binding_key, LeaseRequest};
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
 use poolgate_upstream::{Reply, UpstreamError, STATELESS_VERSION};
@@ -121,7 +124,7 @@ pub(super) async fn forward(
                 msg,
                 id: id.clone(),
                 inflight,
-                lease_key: sticky.then(|| format!("{}:{}", session.sub, server.id)),
+                lease_key: sticky.then(|| binding_key::sticky(&session.sub, &server.id)),
                 complete_for: None,
             };
             forward_leased(state, server, call).await
@@ -133,7 +136,41 @@ pub(super) async fn forward(
     answered.unwrap_or_else(|e| e.answer_to(id.as_ref()))
 }
 
-/// A message on the session's own upstream session (bound or direct).
+/// Rewrites a request's id (and progress token) to ones unique fleet-wide, registers where a
+/// cancellation of it must go, and returns the mapper that restores them in the answer.
+fn rewrite_request(
+    state: &AppState,
+    scope: &str,
+    target: &poolgate_upstream::SessionTarget,
+    msg: &mut Value,
+    orig: &Value,
+) -> (Mapper, SharedCall) {
+    let up = Value::String(format!("pg:{}", uuid::Uuid::new_v4().simple()));
+    let mut mapper = Mapper {
+        answered: false,
+        request: Some((up.clone(), orig.clone())),
+        ..Mapper::default()
+    };
+    if let Some(tok) = msg.pointer("/params/_meta/progressToken").cloned() {
+        let up_tok = Value::String(format!("{}:{tok}", up.as_str().unwrap_or_default()));
+        msg["params"]["_meta"]["progressToken"] = up_tok.clone();
+        mapper.token = Some((up_tok, tok));
+    }
+    msg["id"] = up.clone();
+    let key = format!("{scope}|{orig}");
+    if let Ok(mut m) = state.shared_calls.lock() {
+        m.insert(key.clone(), (target.clone(), up));
+    }
+    let call = SharedCall {
+        state: state.clone(),
+        key,
+    };
+    (mapper, call)
+}
+
+/// A message on the session's own upstream session (bound or direct). Requests go with their id
+/// rewritten (I9 across nodes); anything else (notifications, the client's answers to server
+/// requests) goes as the client sent it.
 async fn forward_owned(
     state: &AppState,
     server: &Arc<Server>,
@@ -147,16 +184,37 @@ async fn forward_owned(
         session::touch(state, server, session).await?;
     }
     let target = session::target(server, session);
+    if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
+        forward_cancellation(state, &session.key, msg).await;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
     let timeout = state.upstream.request_timeout();
-    let sent = if session.pv == STATELESS_VERSION {
-        state.upstream.send_json(&target, msg, timeout).await
-    } else {
-        state.upstream.send(&target, raw.to_vec(), timeout).await
+    let (mapper, call, sent) = match &id {
+        Some(orig) => {
+            let mut out = msg.clone();
+            let (mapper, call) = rewrite_request(state, &session.key, &target, &mut out, orig);
+            let sent = if session.pv == STATELESS_VERSION {
+                state.upstream.send_json(&target, &out, timeout).await
+            } else {
+                let body = serde_json::to_vec(&out).map_err(|e| McpError::Parse(e.to_string()))?;
+                state.upstream.send(&target, body, timeout).await
+            };
+            (mapper, Some(call), sent)
+        }
+        None => {
+            let sent = if session.pv == STATELESS_VERSION {
+                state.upstream.send_json(&target, msg, timeout).await
+            } else {
+                state.upstream.send(&target, raw.to_vec(), timeout).await
+            };
+            (Mapper::passthrough(true), None, sent)
+        }
     };
+    let mut mapper = mapper;
     match sent {
         Ok(Reply::Accepted) => Ok(StatusCode::ACCEPTED.into_response()),
-        Ok(Reply::Json(v)) => Ok((StatusCode::OK, axum::Json(v)).into_response()),
-        Ok(Reply::Stream(events)) => Ok(stream_response(events, Mapper::passthrough(id.is_none()), id, inflight)),
+        Ok(Reply::Json(v)) => Ok((StatusCode::OK, axum::Json(mapper.map(v))).into_response()),
+        Ok(Reply::Stream(events)) => Ok(stream_response(events, mapper, id, (inflight, call))),
         Err(UpstreamError::SessionLost) => {
             if session.mode == SessionMode::Bound {
                 if let Err(e) = state.slots.unbind(server, &session.key).await {
@@ -217,22 +275,10 @@ pub(super) async fn forward_leased(
         let mut out = msg.clone();
         let mut shared_call = None;
         if let Some(orig) = &id {
-            let up = Value::String(format!("pg:{}", lease.lease().id));
-            out["id"] = up.clone();
-            mapper.request = Some((up, orig.clone()));
-            if let Some(tok) = msg.pointer("/params/_meta/progressToken").cloned() {
-                let up_tok = Value::String(format!("pg:{}:{}", lease.lease().id, tok));
-                out["params"]["_meta"]["progressToken"] = up_tok.clone();
-                mapper.token = Some((up_tok, tok));
-            }
-            let key = format!("{scope}|{orig}");
-            if let Ok(mut m) = state.shared_calls.lock() {
-                m.insert(key.clone(), (target.clone(), out["id"].clone()));
-            }
-            shared_call = Some(SharedCall {
-                state: state.clone(),
-                key,
-            });
+            let (rewritten, call) = rewrite_request(state, scope, &target, &mut out, orig);
+            mapper.request = rewritten.request;
+            mapper.token = rewritten.token;
+            shared_call = Some(call);
         }
         match state
             .upstream

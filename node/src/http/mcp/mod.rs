@@ -69,13 +69,37 @@ fn session_header(headers: &HeaderMap) -> Option<&str> {
     headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
+/// Whether a `Content-Type` names JSON (`application/json`, `application/*+json`, parameters
+/// allowed).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 pub async fn post(
     State(state): State<AppState>,
     Reader(caller): Reader,
     Path(raw_server): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE);
+    if let Some(ct) = content_type.filter(|ct| !ct.to_str().is_ok_and(is_json)) {
+        let got = String::from_utf8_lossy(ct.as_bytes()).chars().take(100).collect();
+        return McpError::UnsupportedMediaType(got).answer(&Value::Null);
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return McpError::TooLarge(MAX_MCP_BODY).answer(&Value::Null);
+        }
+        Err(e) => return McpError::Parse(e.body_text()).answer(&Value::Null),
+    };
     let msg: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return McpError::Parse(e.to_string()).answer(&Value::Null),

@@ -12,6 +12,8 @@
 //!   consistent upstream session; in shared isolation (and for 2026 upstreams) any slot serves;
 //! - results get the fields 2026 clients require (`resultType`, and `ttlMs`/`cacheScope` on
 //!   cacheable results, kept when the upstream set them);
+//! - notifications are relayed, never dropped: `notifications/cancelled` to the upstream request
+//!   it names (under its rewritten id), any other one like a request (I10);
 //! - `subscriptions/listen` is relayed to 2026 upstreams and refused for session-era ones;
 //!   multi round-trip results (`input_required`) pass through unchanged.
 
@@ -21,7 +23,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use poolgate_control::slots::{LeaseRequest, SERVER_INFO_META, USER_KEY_PREFIX};
+use poolgate_control::slots::{binding_key, LeaseRequest, SERVER_INFO_META};
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 use poolgate_shared::domain::server::Server;
 use poolgate_upstream::{
@@ -195,9 +197,9 @@ async fn discover(state: &AppState, server: &Arc<Server>, subject: &str, id: &Va
 fn lease_key(server: &Server, subject: &str, sessionless_upstream: bool) -> Option<String> {
     let per_user_session = !sessionless_upstream && server.pool.pool_isolation == Isolation::Session;
     if per_user_session {
-        Some(format!("{USER_KEY_PREFIX}{subject}:{}", server.id))
+        Some(binding_key::user(subject, &server.id))
     } else if server.pool.pool_strategy == Strategy::Sticky {
-        Some(format!("{subject}:{}", server.id))
+        Some(binding_key::sticky(subject, &server.id))
     } else {
         None
     }
@@ -226,9 +228,30 @@ async fn route(
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     validate(headers, &msg)?;
     let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if msg.get("id").is_none() || method.is_empty() {
-        // Notifications and stray responses: there is no session to deliver them to.
+    // Where this user's requests on this server are found (for cancellations); ids are
+    // rewritten per lease, so two clients of one user can use the same ids at once.
+    let scope = format!("modern|{}", binding_key::user(subject, &server.id));
+    if method.is_empty() || method == "notifications/initialized" {
+        // A stray response (this revision sends no server requests on a POST), or the session
+        // era's handshake note, which means nothing here.
         return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    if msg.get("id").is_none() {
+        // A notification: a cancellation reaches the upstream request it names (under its
+        // rewritten id); any other goes upstream like a request would — to the user's own
+        // upstream session behind a session-era upstream in session isolation.
+        let sessionless = state.slots.sessionless(server).await;
+        let call = LeasedCall {
+            user: subject,
+            scope: &scope,
+            version: LATEST_SESSION_VERSION,
+            msg,
+            id: None,
+            inflight: None,
+            lease_key: lease_key(server, subject, sessionless),
+            complete_for: None,
+        };
+        return forward_leased(state, server, call).await;
     }
     match method.as_str() {
         "server/discover" => return discover(state, server, subject, &id).await,
@@ -247,8 +270,6 @@ async fn route(
             message: "subscriptions/listen is not available: this server's upstream speaks the session era".to_owned(),
         });
     }
-    // Ids are rewritten per lease, so two clients of one user can use the same ids at once.
-    let scope = format!("{subject}:{}:modern", server.id);
     let call = LeasedCall {
         user: subject,
         scope: &scope,

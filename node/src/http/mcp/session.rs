@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::session_id::{ClientSession, SessionMode};
-use poolgate_control::slots::LeaseRequest;
+use poolgate_control::slots::{binding_key, LeaseRequest};
 use poolgate_control::SlotMeta;
 use poolgate_shared::domain::pool::Isolation;
 use poolgate_shared::domain::server::Server;
@@ -73,7 +73,7 @@ pub(super) async fn initialize(
         let meta = state.slots.open_session(server, &endpoint.url, requested).await?;
         let (pv, result) = state.slots.init_result(&server.id, &meta, false);
         // A key of its own: the scope of its in-flight request ids (never shared with others).
-        let key = format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple());
+        let key = binding_key::session(subject, &server.id);
         (SessionMode::Direct, key, meta, pv, result)
     } else {
         // A sessionless upstream has no session state to isolate: its slots are concurrency
@@ -81,7 +81,7 @@ pub(super) async fn initialize(
         let bound = server.pool.pool_isolation == Isolation::Session && !state.slots.sessionless(server).await;
         // Every client session gets a unique key: its binding in session isolation, and the
         // scope of its in-flight request ids in both isolations.
-        let key = format!("{subject}:{}:{}", server.id, uuid::Uuid::new_v4().simple());
+        let key = binding_key::session(subject, &server.id);
         let cached = if bound {
             None
         } else {

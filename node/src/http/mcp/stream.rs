@@ -99,6 +99,8 @@ impl StreamGuards for () {}
 
 impl<T: Send + 'static> StreamGuards for Option<T> {}
 
+impl<A: Send + 'static, B: Send + 'static> StreamGuards for (Option<A>, Option<B>) {}
+
 impl<A: Send + 'static, B: Send + 'static> StreamGuards for (LeaseGuard, Option<A>, Option<B>) {
     fn stream_failed(&mut self) {
         self.0.retire_on_drop();
