@@ -118,6 +118,23 @@ pub struct PoolSpec {
     pub sticky_c_milli: u32,
     /// One weight per endpoint, in the server's endpoint order.
     pub endpoint_weights: Vec<u32>,
+    /// What the pool converges to beyond its limits (`None` for a bare spec, as tests build it:
+    /// then slots are never drained by a sync).
+    pub identity: Option<PoolIdentity>,
+}
+
+/// Who a pool's upstream sessions belong to: a sync drains every slot that no longer matches
+/// (SPEC §9, I14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolIdentity {
+    /// `pool_enabled`: a disabled pool drains.
+    pub enabled: bool,
+    /// The server's endpoint URLs in order: slots at any other URL drain, and their bindings end.
+    pub endpoints: Vec<String>,
+    /// Fingerprint of the upstream headers (credentials): a change drains every slot.
+    pub headers: String,
+    /// The server's creation time (ms): a re-created server starts from nothing.
+    pub incarnation: i64,
 }
 
 impl PoolSpec {
@@ -133,10 +150,64 @@ impl PoolSpec {
             reservation_ttl_ms: DEFAULT_RESERVATION_TTL_MS,
             sticky_c_milli: DEFAULT_STICKY_C_MILLI,
             endpoint_weights: server.endpoints.iter().map(|e| e.weight).collect(),
+            identity: Some(PoolIdentity {
+                enabled: p.pool_enabled,
+                endpoints: server.endpoints.iter().map(|e| e.url.clone()).collect(),
+                headers: fingerprint(&server.upstream_headers.pairs()),
+                incarnation: server.created_at.timestamp_millis(),
+            }),
         }
     }
 
-    /// `field, value` pairs as the sync script stores them.
+    /// The spec a deleted server's pool is synced to: disabled, no endpoint, an incarnation no
+    /// server has — every slot leaves and every binding ends.
+    pub fn tombstone() -> PoolSpec {
+        PoolSpec {
+            strategy: Strategy::RoundRobin,
+            isolation: Isolation::Shared,
+            max_size: 0,
+            capacity: 1,
+            lease_ttl_ms: 1000,
+            idle_ttl_ms: 1000,
+            reservation_ttl_ms: DEFAULT_RESERVATION_TTL_MS,
+            sticky_c_milli: DEFAULT_STICKY_C_MILLI,
+            endpoint_weights: vec![],
+            identity: Some(PoolIdentity {
+                enabled: false,
+                endpoints: vec![],
+                headers: String::new(),
+                incarnation: -1,
+            }),
+        }
+    }
+
+    /// A digest of everything the sync stores, so a sync that would change nothing is skipped
+    /// after one comparison (the reconcile pass syncs every pool every interval).
+    pub fn digest(&self) -> String {
+        let mut all: Vec<String> = self.fields().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if let Some(i) = &self.identity {
+            all.push(format!("enabled={}|inc={}|hdr={}", i.enabled, i.incarnation, i.headers));
+            all.extend(i.endpoints.iter().cloned());
+        }
+        fingerprint_of(&all.join("\n"))
+    }
+
+    /// Everything the sync script gets: the limits, the digest, and the identity when known.
+    pub(crate) fn sync_args(&self) -> Vec<(&'static str, String)> {
+        let mut args = self.fields();
+        args.push(("hash", self.digest()));
+        if let Some(i) = &self.identity {
+            args.extend([
+                ("enabled", if i.enabled { "1" } else { "0" }.to_owned()),
+                ("inc", i.incarnation.to_string()),
+                ("hdr", i.headers.clone()),
+                ("eps", i.endpoints.join("\n")),
+            ]);
+        }
+        args
+    }
+
+    /// `field, value` pairs of the limits, as the sync script stores them.
     fn fields(&self) -> Vec<(&'static str, String)> {
         let weights: Vec<String> = self.endpoint_weights.iter().map(u32::to_string).collect();
         vec![
@@ -158,6 +229,31 @@ impl PoolSpec {
             ),
         ]
     }
+}
+
+/// A stable fingerprint of header pairs (sorted), short hex; never the values themselves.
+pub fn fingerprint(pairs: &[(String, String)]) -> String {
+    let mut sorted: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", k.to_ascii_lowercase()))
+        .collect();
+    sorted.sort();
+    fingerprint_of(&sorted.join("\n"))
+}
+
+fn fingerprint_of(text: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a sync did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Synced {
+    /// The pool configuration's generation after the call.
+    pub generation: u64,
+    /// False when the stored configuration already matched (nothing was written).
+    pub changed: bool,
 }
 
 /// A lease id, reservation id or slot id: chosen by the caller (UUIDs in practice).
@@ -419,6 +515,10 @@ pub struct AffinityStats {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
     pub configured: bool,
+    /// `pool_max_size` as the control plane enforces it (0 when not configured).
+    pub max_size: u64,
+    /// `pool_enabled` as the control plane last converged to (true when never told).
+    pub enabled: bool,
     pub slots: u64,
     pub reservations: u64,
     pub leases: u64,
@@ -499,6 +599,8 @@ impl PoolStats {
         for (k, v) in pairs {
             match k {
                 "configured" => s.configured = v > 0,
+                "cfg_max" => s.max_size = v,
+                "cfg_enabled" => s.enabled = v > 0,
                 "st_cfr" => s.create_failures = v,
                 "slots" => s.slots = v,
                 "reservations" => s.reservations = v,
@@ -592,8 +694,9 @@ impl ControlPlane {
         dispatch!(self, |b| b.ping().await)
     }
 
-    /// Stores the pool's configuration; returns its generation.
-    pub async fn sync(&self, pool: &ServerId, spec: &PoolSpec) -> Result<u64, ControlError> {
+    /// Stores the pool's configuration and converges the pool to it (see `lua/sync.lua`); slots
+    /// that left go to the closing outbox (`reclaim` hands them out).
+    pub async fn sync(&self, pool: &ServerId, spec: &PoolSpec) -> Result<Synced, ControlError> {
         dispatch!(self, |b| b.sync(pool, spec).await)
     }
 
@@ -695,6 +798,11 @@ impl ControlPlane {
         breaker: Breaker,
     ) -> Result<BreakerState, ControlError> {
         dispatch!(self, |b| b.breaker(pool, ep, outcome, breaker).await)
+    }
+
+    /// Removes a deleted server's pool once it is empty (`true`); `false` while something is left.
+    pub async fn forget(&self, pool: &ServerId) -> Result<bool, ControlError> {
+        dispatch!(self, |b| b.forget(pool).await)
     }
 
     /// Records the last health-check pass of a pool (pinged, failed).

@@ -12,8 +12,10 @@
 //! - `snapshot.rs`: [`Snapshots`], one pass of metrics snapshots, retention and auto-optimize.
 //! - [`optimizer`]: the strategy optimizer (pure functions; a seeded pool simulation), applied
 //!   by the snapshot pass for pools with `pool_auto_optimize` and read by the admin API.
+//! - `reconcile.rs`: [`Reconcile`], one pass re-syncing every pool from the database (I14).
 //! - `lib.rs`: the schedule ([`spawn`]): the leadership loop, the maintenance loop (cleanup →
-//!   warm-up → snapshots every `POOL_MANAGER_CLEANUP_INTERVAL`) and the health loop, and
+//!   snapshots every `POOL_MANAGER_CLEANUP_INTERVAL`), the health loop, the reconcile loop
+//!   (`POOL_MANAGER_RECONCILE_INTERVAL`) and the warm-up loop (`POOL_MANAGER_WARMUP_INTERVAL`), and
 //!   [`each_pool`], how every pass visits pools.
 //!
 //! # A bad upstream cannot stall the leader
@@ -26,6 +28,7 @@ pub mod cleanup;
 pub mod health;
 pub mod leader;
 pub mod optimizer;
+pub mod reconcile;
 pub mod snapshot;
 pub mod warmup;
 
@@ -36,6 +39,7 @@ use tokio::sync::watch;
 pub use cleanup::{Cleanup, CleanupReport};
 pub use health::{HealthCheck, HealthReport};
 pub use leader::{Leadership, Role, Timing};
+pub use reconcile::{Reconcile, ReconcileReport};
 pub use snapshot::{SnapshotReport, Snapshots};
 pub use warmup::WarmUp;
 
@@ -103,6 +107,10 @@ pub struct Schedule {
     pub maintenance: Duration,
     /// `POOL_MANAGER_HEALTH_CHECK_INTERVAL`.
     pub health: Duration,
+    /// `POOL_MANAGER_RECONCILE_INTERVAL`.
+    pub reconcile: Duration,
+    /// `POOL_MANAGER_WARMUP_INTERVAL`.
+    pub warmup: Duration,
     /// `POOL_MANAGER_METRICS_RETENTION_DAYS`.
     pub retention_days: u64,
     /// `POOL_ENABLED`: warm-up creates nothing when pooling is off globally.
@@ -115,6 +123,8 @@ impl Schedule {
         Schedule {
             maintenance: m.cleanup_interval,
             health: m.health_check_interval,
+            reconcile: m.reconcile_interval,
+            warmup: m.warmup_interval,
             retention_days: m.metrics_retention_days,
             pooling_enabled: config.pooling.enabled,
         }
@@ -152,11 +162,11 @@ pub fn spawn(
         leadership: leadership.clone(),
         deadline: pool_deadline(schedule.maintenance),
     };
-    let warmup = WarmUp {
+    let warmup = WarmUp::new(slots.clone(), leadership.clone(), schedule.pooling_enabled);
+    let reconcile = Reconcile {
         slots: slots.clone(),
         leadership: leadership.clone(),
-        enabled: schedule.pooling_enabled,
-        deadline: pool_deadline(schedule.maintenance),
+        deadline: pool_deadline(schedule.reconcile),
     };
     let snapshots = Snapshots::new(
         slots.pools().clone(),
@@ -170,15 +180,11 @@ pub fn spawn(
         deadline: pool_deadline(schedule.health),
     };
     let maintenance = every(schedule.maintenance, stopped(shutdown.clone()), move || {
-        let (cleanup, warmup, snapshots) = (cleanup.clone(), warmup.clone(), snapshots.clone());
+        let (cleanup, snapshots) = (cleanup.clone(), snapshots.clone());
         async move {
             let report = cleanup.tick().await;
             if report.pools > 0 {
                 tracing::debug!(?report, "cleanup pass");
-            }
-            let created = warmup.tick().await;
-            if created > 0 {
-                tracing::debug!(created, "warm-up pass");
             }
             let r = snapshots.tick().await;
             if r.written + r.deleted > 0 {
@@ -195,11 +201,31 @@ pub fn spawn(
             }
         }
     });
+    // Reconcile first, then warm-up, each on its own short interval: a change made anywhere
+    // (API, SQL, a write made while Redis was away) is in force within one reconcile interval,
+    // and `pool_min_size` sessions follow within about a warm-up interval.
+    let converge = every(schedule.reconcile, stopped(shutdown.clone()), move || {
+        let reconcile = reconcile.clone();
+        async move {
+            let report = reconcile.tick().await;
+            if report.synced + report.forgotten > 0 {
+                tracing::info!(?report, "reconcile pass");
+            }
+        }
+    });
+    let warming = every(schedule.warmup, stopped(shutdown.clone()), move || {
+        let warmup = warmup.clone();
+        async move {
+            warmup.tick().await;
+        }
+    });
     Running {
         tasks: vec![
             tokio::spawn(leadership.run(stopped(shutdown))),
             tokio::spawn(maintenance),
             tokio::spawn(checks),
+            tokio::spawn(converge),
+            tokio::spawn(warming),
         ],
     }
 }

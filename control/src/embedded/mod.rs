@@ -66,6 +66,19 @@ impl EmbeddedControlPlane {
         Ok(state)
     }
 
+    /// `forget.lua`: drops the pool when nothing is left in it.
+    pub(crate) fn forget_pool(&self, pool: &ServerId) -> Result<bool, ControlError> {
+        let mut state = self.lock()?;
+        let empty = state
+            .pools
+            .get(pool)
+            .is_none_or(|p| p.all.len() + p.leases.len() + p.resv.len() + p.closing.len() == 0);
+        if empty {
+            state.pools.remove(pool);
+        }
+        Ok(empty)
+    }
+
     pub async fn ping(&self) -> Result<(), ControlError> {
         Ok(())
     }

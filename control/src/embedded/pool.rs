@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::zset::ZSet;
 use crate::{
     bucket_of, AffinityStats, Attempt, Breaker, BreakerState, ControlError, EndpointOutcome, Histogram, Lease,
-    PoolSpec, Reservation, SlotRecord, SlotState,
+    PoolIdentity, PoolSpec, Reservation, SlotRecord, SlotState,
 };
 use poolgate_shared::domain::pool::{Isolation, Strategy};
 
@@ -150,6 +150,10 @@ pub(crate) struct Pool {
     /// `wres`: warm-up creations in flight.
     pub(crate) warm_reservations: i64,
     pub(crate) notify: watch::Sender<u64>,
+    /// `cfg.hash`: the digest of the last sync.
+    pub(crate) digest: Option<String>,
+    /// `cfg.enabled`, `inc`, `hdr`, `eps`: what the pool last converged to.
+    pub(crate) identity: Option<PoolIdentity>,
 }
 
 impl Pool {
@@ -178,6 +182,8 @@ impl Pool {
             next_reclaim: 0,
             warm_reservations: 0,
             notify: watch::channel(0).0,
+            digest: None,
+            identity: None,
         }
     }
 

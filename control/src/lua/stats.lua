@@ -3,6 +3,9 @@
 local reply = {}
 local function put(k, v) reply[#reply + 1] = k; reply[#reply + 1] = tonumber(v) or 0 end
 put('configured', redis.call('EXISTS', K_CFG))
+local cfg = redis.call('HMGET', K_CFG, 'max', 'enabled')
+put('cfg_max', cfg[1] or 0)
+put('cfg_enabled', cfg[2] == '0' and 0 or 1)
 put('slots', redis.call('ZCARD', K_ALL))
 put('reservations', redis.call('ZCARD', K_RESV))
 put('leases', redis.call('ZCARD', K_LEASES))

@@ -8,6 +8,7 @@ mod acquire;
 mod breaker;
 mod commit;
 mod fence;
+mod forget;
 mod leader;
 mod mark;
 mod reclaim;

@@ -84,6 +84,8 @@ impl Pool {
         let st = &self.st;
         let mut out = PoolStats {
             configured: self.cfg.is_some(),
+            max_size: self.cfg.as_ref().map_or(0, |c| u64::from(c.max)),
+            enabled: self.identity.as_ref().is_none_or(|i| i.enabled),
             slots: self.all.len() as u64,
             reservations: self.resv.len() as u64,
             leases: self.leases.len() as u64,

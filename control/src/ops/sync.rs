@@ -20,32 +20,115 @@ use poolgate_shared::domain::server::ServerId;
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| pool_script(include_str!("../lua/sync.lua")));
 
 impl RedisControlPlane {
-    pub async fn sync(&self, pool: &ServerId, spec: &PoolSpec) -> Result<u64, ControlError> {
+    pub async fn sync(&self, pool: &ServerId, spec: &PoolSpec) -> Result<Synced, ControlError> {
         let args: Vec<Value> = spec
-            .fields()
+            .sync_args()
             .into_iter()
             .flat_map(|(k, v)| [Value::from(k), Value::from(v)])
             .collect();
-        let gen = self.eval(&SCRIPT, self.keys(pool).keys, args).await?;
-        let registry = registry_key(&self.prefix);
-        self.bounded(self.client.sadd::<i64, _, _>(registry, pool.as_str()))
-            .await?;
-        int(&gen).map(|g| g as u64).ok_or_else(|| protocol("sync", &gen))
+        let reply = self.eval(&SCRIPT, self.keys(pool).keys, args).await?;
+        let items = items(reply.clone());
+        let (Some(generation), Some(changed)) = (items.first().and_then(int), items.get(1).and_then(int)) else {
+            return Err(protocol("sync", &reply));
+        };
+        if changed == 1 {
+            let registry = registry_key(&self.prefix);
+            self.bounded(self.client.sadd::<i64, _, _>(registry, pool.as_str()))
+                .await?;
+        }
+        Ok(Synced {
+            generation: generation.max(0) as u64,
+            changed: changed == 1,
+        })
     }
 }
 
 impl EmbeddedControlPlane {
-    pub async fn sync(&self, pool: &ServerId, spec: &PoolSpec) -> Result<u64, ControlError> {
+    pub async fn sync(&self, pool: &ServerId, spec: &PoolSpec) -> Result<Synced, ControlError> {
         self.with_pool(pool, |p| p.sync(spec))
     }
 }
 
 impl Pool {
     /// `sync.lua`.
-    fn sync(&mut self, spec: &PoolSpec) -> u64 {
+    fn sync(&mut self, spec: &PoolSpec) -> Synced {
+        let digest = spec.digest();
+        if self.digest.as_deref() == Some(digest.as_str()) {
+            return Synced {
+                generation: self.gen,
+                changed: false,
+            };
+        }
+        self.digest = Some(digest);
         let old = self.cfg.take();
         let c = Cfg::from_spec(spec);
         self.gen += 1;
+        let mut closed = Vec::new();
+        if let (true, Some(new)) = (old.is_some(), &spec.identity) {
+            let before = self.identity.clone();
+            let reborn = before
+                .as_ref()
+                .is_some_and(|b| b.incarnation != new.incarnation || b.headers != new.headers);
+            let mut leaving = std::collections::HashSet::new();
+            let ids: Vec<String> = self.slots.keys().cloned().collect();
+            for id in ids {
+                let Some(mut s) = self.slots.get(&id).cloned() else {
+                    continue;
+                };
+                let at = s
+                    .meta
+                    .endpoint
+                    .as_ref()
+                    .map(|url| new.endpoints.iter().position(|e| e == url).map(|i| i as u32));
+                match at {
+                    _ if reborn => {
+                        leaving.insert(id);
+                    }
+                    Some(None) => {
+                        leaving.insert(id);
+                    }
+                    Some(Some(i)) if i != s.endpoint => {
+                        *self.per_endpoint.entry(s.endpoint).or_default() -= 1;
+                        *self.per_endpoint.entry(i).or_default() += 1;
+                        s.endpoint = i;
+                        s.weight = c.weight(i);
+                        self.slots.insert(id, s);
+                    }
+                    _ => {}
+                }
+            }
+            if !leaving.is_empty() {
+                let keys: Vec<String> = self
+                    .bind
+                    .iter()
+                    .filter(|(_, slot)| leaving.contains(*slot))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in keys {
+                    self.unbind_key(&c, &k, &mut closed);
+                }
+                for id in leaving {
+                    if let Some(mut s) = self.slots.get(&id).cloned() {
+                        s.state = SlotState::Retired;
+                        self.settle(&c, s, &mut closed);
+                    }
+                }
+            }
+        }
+        if let Some(new) = &spec.identity {
+            let was_enabled = self.identity.as_ref().is_none_or(|b| b.enabled);
+            if !new.enabled && was_enabled {
+                let ids: Vec<String> = self.slots.keys().cloned().collect();
+                for id in ids {
+                    if let Some(mut s) = self.slots.get(&id).cloned().filter(|s| s.state == SlotState::Ready) {
+                        s.state = SlotState::Draining;
+                        self.settle(&c, s, &mut closed);
+                    }
+                }
+            }
+            self.identity = Some(new.clone());
+        }
+        self.push_outbox(closed);
         let rebuild = old
             .as_ref()
             .is_none_or(|o| o.strategy != c.strategy || o.iso != c.iso || o.cap != c.cap || o.weights != c.weights);
@@ -61,8 +144,11 @@ impl Pool {
                     self.refresh(&c, &s);
                 }
             }
-            self.publish();
         }
-        self.gen
+        self.publish();
+        Synced {
+            generation: self.gen,
+            changed: true,
+        }
     }
 }

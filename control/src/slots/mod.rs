@@ -414,12 +414,17 @@ impl SlotClient {
 
     /// Ends the upstream sessions of slots that left the pool (best effort, in the background).
     pub fn close_later(&self, server: &Server, closed: Vec<SlotRecord>) {
+        self.close_later_opt(Some(server), closed);
+    }
+
+    /// [`close_later`](Self::close_later) when the server may be gone (its headers unknown).
+    pub fn close_later_opt(&self, server: Option<&Server>, closed: Vec<SlotRecord>) {
         if closed.is_empty() {
             return;
         }
-        let (client, server) = (self.0.upstream.clone(), server.clone());
+        let (client, server) = (self.0.upstream.clone(), server.cloned());
         tokio::spawn(async move {
-            close_removed(&client, Some(&server), &closed).await;
+            close_removed(&client, server.as_ref(), &closed).await;
         });
     }
 }

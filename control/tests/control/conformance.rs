@@ -127,7 +127,19 @@ async fn not_configured_until_synced(backend: Backend) {
         .sync(&pool, &spec(Strategy::RoundRobin, 2))
         .await
         .expect("sync again");
-    assert!(g2 > g1, "every sync is a new generation: {g1} then {g2}");
+    assert!(
+        g1.changed && !g2.changed,
+        "an unchanged sync writes nothing: {g1:?} then {g2:?}"
+    );
+    assert_eq!(g2.generation, g1.generation);
+    let g3 = cp
+        .sync(&pool, &spec(Strategy::RoundRobin, 3))
+        .await
+        .expect("sync a change");
+    assert!(
+        g3.changed && g3.generation > g1.generation,
+        "a change is a new generation: {g1:?} then {g3:?}"
+    );
     assert!(cp.stats(&pool).await.expect("stats").configured);
     let other = plane.node().await;
     assert!(

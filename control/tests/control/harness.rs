@@ -100,6 +100,7 @@ pub fn spec(strategy: Strategy, max: u32) -> PoolSpec {
         reservation_ttl_ms: 30_000,
         sticky_c_milli: 1250,
         endpoint_weights: vec![1],
+        identity: None,
     }
 }
 

@@ -120,6 +120,7 @@ fn spec(strategy: Strategy, isolation: Isolation, max: u32) -> PoolSpec {
         reservation_ttl_ms: 600_000,
         sticky_c_milli: 1250,
         endpoint_weights: vec![1],
+        identity: None,
     }
 }
 

@@ -540,6 +540,7 @@ pub async fn saturated_cost(port: u16, pairs: usize, concurrency: usize) -> anyh
             reservation_ttl_ms: 30_000,
             sticky_c_milli: 1250,
             endpoint_weights: vec![1],
+            identity: None,
         },
     )
     .await?;

@@ -11,6 +11,8 @@ mod auth;
 mod bad_input;
 mod bulk;
 mod cli;
+mod conformance;
+mod converge;
 mod hostile;
 mod mcp;
 mod metrics;

@@ -229,11 +229,10 @@ async fn sessions_survive_restart_and_key_rotation() {
     let mut c = Client::new(&a, "keep", "alice");
     c.initialize().await;
     assert_eq!(c.count(1).await.0, 1);
-    let url = a.db.url.clone();
+    // Both nodes go; a node with a rotated key comes up on the same database (a's handle owns
+    // the database, so a stops last) and Redis.
     b.stop().await;
-    a.stop().await; // drops nothing in Redis; the database goes too, so use a fresh one below
-    let _ = url;
-    let db = TestDb::new(Backend::Postgres).await;
+    let db = TestDb::new_shared(&a.db.url);
     let new_secret = "rotated-secret-rotated-secret-rotated-0123";
     let redis = redis_url();
     let rotated = TestApp::spawn_on(
@@ -249,7 +248,6 @@ async fn sessions_survive_restart_and_key_rotation() {
     .await
     .wait_ready()
     .await;
-    register(&rotated, "keep", &up.url(), json!({})).await;
     let moved = c.via(&rotated, "keep");
     assert_eq!(
         moved.count(2).await.0,
@@ -257,6 +255,7 @@ async fn sessions_survive_restart_and_key_rotation() {
         "the old session id still routes to its upstream session"
     );
     rotated.stop().await;
+    a.stop().await;
 }
 
 /// Shared isolation, pool of 2 with capacity 1: a third slow call waits for a release and

@@ -146,6 +146,9 @@ pub const POOL_MANAGER_HEALTH_CHECK_INTERVAL: Key = key(
     "POOL_MANAGER_HEALTH_CHECK_INTERVAL",
     "pooling.manager.health_check_interval",
 );
+pub const POOL_MANAGER_RECONCILE_INTERVAL: Key =
+    key("POOL_MANAGER_RECONCILE_INTERVAL", "pooling.manager.reconcile_interval");
+pub const POOL_MANAGER_WARMUP_INTERVAL: Key = key("POOL_MANAGER_WARMUP_INTERVAL", "pooling.manager.warmup_interval");
 pub const POOL_MANAGER_METRICS_RETENTION_DAYS: Key = key(
     "POOL_MANAGER_METRICS_RETENTION_DAYS",
     "pooling.manager.metrics_retention_days",
@@ -206,6 +209,8 @@ pub const ALL: &[Key] = &[
     POOL_PRE_PING_WINDOW,
     POOL_MANAGER_CLEANUP_INTERVAL,
     POOL_MANAGER_HEALTH_CHECK_INTERVAL,
+    POOL_MANAGER_RECONCILE_INTERVAL,
+    POOL_MANAGER_WARMUP_INTERVAL,
     POOL_MANAGER_METRICS_RETENTION_DAYS,
     REDIS_ENABLED,
     REDIS_URL,

@@ -18,11 +18,19 @@ pub const DEFAULT_CLEANUP_INTERVAL: u64 = 300;
 pub const DEFAULT_PRE_PING_WINDOW: u64 = 5;
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: u64 = 60;
 pub const DEFAULT_METRICS_RETENTION_DAYS: u64 = 7;
+/// The database is the truth for pool configuration: every pool is re-synced this often.
+pub const DEFAULT_RECONCILE_INTERVAL: u64 = 5;
+/// Warm-up tops pools up to `pool_min_size` this often.
+pub const DEFAULT_WARMUP_INTERVAL: u64 = 1;
 
 /// `pooling.manager.*`: the coordinator's loop intervals.
 #[derive(Clone, Debug)]
 pub struct ManagerSettings {
     pub cleanup_interval: Duration,
+    /// `POOL_MANAGER_RECONCILE_INTERVAL`.
+    pub reconcile_interval: Duration,
+    /// `POOL_MANAGER_WARMUP_INTERVAL`.
+    pub warmup_interval: Duration,
     pub health_check_interval: Duration,
     pub metrics_retention_days: u64,
 }
@@ -53,6 +61,8 @@ impl PoolingSettings {
             defaults,
             manager: ManagerSettings {
                 cleanup_interval: src.get_secs(&keys::POOL_MANAGER_CLEANUP_INTERVAL, DEFAULT_CLEANUP_INTERVAL)?,
+                reconcile_interval: src.get_secs(&keys::POOL_MANAGER_RECONCILE_INTERVAL, DEFAULT_RECONCILE_INTERVAL)?,
+                warmup_interval: src.get_secs(&keys::POOL_MANAGER_WARMUP_INTERVAL, DEFAULT_WARMUP_INTERVAL)?,
                 health_check_interval: src
                     .get_secs(&keys::POOL_MANAGER_HEALTH_CHECK_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL)?,
                 metrics_retention_days: src.get(
@@ -107,6 +117,14 @@ impl PoolingSettings {
             (
                 keys::POOL_MANAGER_HEALTH_CHECK_INTERVAL.env,
                 m.health_check_interval.as_secs().to_string(),
+            ),
+            (
+                keys::POOL_MANAGER_RECONCILE_INTERVAL.env,
+                m.reconcile_interval.as_secs().to_string(),
+            ),
+            (
+                keys::POOL_MANAGER_WARMUP_INTERVAL.env,
+                m.warmup_interval.as_secs().to_string(),
             ),
             (
                 keys::POOL_MANAGER_METRICS_RETENTION_DAYS.env,

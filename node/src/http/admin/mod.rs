@@ -30,21 +30,70 @@ impl<S: Send + Sync> FromRequestParts<S> for ServerIdPath {
 }
 
 /// After an admin change: forget the cached definition on this node and push the pool's new
-/// configuration into the control plane, so the whole fleet acts on it at once. Best effort — if
-/// the control plane is unreachable the pool is re-synced from the store when it is next missing.
-pub(crate) async fn propagate(state: &crate::state::AppState, server: &poolgate_shared::domain::server::Server) {
+/// configuration into the control plane, so the whole fleet acts on it at once (slots at removed
+/// endpoints or opened with old credentials leave and are closed). The database is the truth: if
+/// the control plane cannot be reached, the change is stored all the same and the reconcile pass
+/// applies it within `POOL_MANAGER_RECONCILE_INTERVAL`; the returned note says so, and the
+/// handler answers 202 with it instead of a silent 200 ([`stored`]).
+pub(crate) async fn propagate(
+    state: &crate::state::AppState,
+    server: &poolgate_shared::domain::server::Server,
+) -> Result<(), String> {
     state.servers.invalidate(&server.id);
     state.slots.profiles().forget_init(&server.id);
     let spec = poolgate_control::PoolSpec::for_server(server);
-    if let Err(e) = state.control.sync(&server.id, &spec).await {
-        tracing::warn!(server_id = %server.id, error = %e, "pool configuration not pushed to the control plane");
-    }
+    apply(state, &server.id, &spec, Some(server)).await?;
     if !server.pool.pool_enabled {
         // A disabled pool drains gracefully: running requests and bound clients finish.
         match ops::mark_draining(state, server).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(server_id = %server.id, sessions = n, "pool disabled: draining"),
             Err(e) => tracing::warn!(server_id = %server.id, error = %e, "pool disabled but not drained yet"),
+        }
+    }
+    Ok(())
+}
+
+/// Syncs `spec` into the control plane and closes the upstream sessions of the slots that left
+/// (the sync puts them in the pool's closing outbox); the reason when the control plane failed.
+pub(crate) async fn apply(
+    state: &crate::state::AppState,
+    id: &ServerId,
+    spec: &poolgate_control::PoolSpec,
+    server: Option<&poolgate_shared::domain::server::Server>,
+) -> Result<(), String> {
+    let pending = |e: poolgate_control::ControlError| {
+        tracing::warn!(server_id = %id, error = %e, "change stored; the control plane applies it on the next reconcile pass");
+        format!(
+            "stored; not yet applied by the control plane ({e}); the reconcile pass applies it within {}s",
+            state.config.pooling.manager.reconcile_interval.as_secs()
+        )
+    };
+    let synced = state.control.sync(id, spec).await.map_err(pending)?;
+    if synced.changed {
+        let reclaimed = state.control.reclaim(id, 1000).await.map_err(pending)?;
+        state.slots.close_later_opt(server, reclaimed.closed);
+    }
+    Ok(())
+}
+
+/// The answer to an admin change: `status` with `body`, or 202 with a `Warning` header naming
+/// what is pending when the control plane has not applied it yet.
+pub(crate) fn stored<T: serde::Serialize>(
+    status: StatusCode,
+    body: T,
+    applied: Result<(), String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match applied {
+        Ok(()) => (status, axum::Json(body)).into_response(),
+        Err(note) => {
+            let mut resp = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+            let warning = format!("199 poolgate \"{}\"", note.replace('"', "'"));
+            if let Ok(v) = axum::http::HeaderValue::from_str(&warning) {
+                resp.headers_mut().insert(axum::http::header::WARNING, v);
+            }
+            resp
         }
     }
 }

@@ -104,6 +104,10 @@ async fn stats_of(state: &AppState, server: &Server) -> Result<Value, ApiError> 
         "errors": s.errors,
         "expired_leases": s.expired,
         "health_score": health_score(&s, server.endpoints.len()),
+        // What the control plane enforces (the database's values above are what it converges to
+        // within POOL_MANAGER_RECONCILE_INTERVAL).
+        "enforced_max_size": s.max_size,
+        "enforced_enabled": s.enabled,
         "create_failures": s.create_failures,
         "circuit_breakers": breakers(server, &s),
     }))

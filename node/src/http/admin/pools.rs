@@ -2,6 +2,7 @@
 //! seed's configuration backup export) and `PUT /api/servers/bulk-update` (all or nothing).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ pub async fn put_config(
     Admin(caller): Admin,
     ServerIdPath(id): ServerIdPath,
     ApiJson(patch): ApiJson<PoolConfigPatch>,
-) -> Result<Json<PoolView>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     require_fields(&patch)?;
     let now = poolgate_shared::domain::now();
     let server = state
@@ -81,8 +82,8 @@ pub async fn put_config(
             UpdateError::Store(e) => e.into(),
         })?;
     tracing::info!(server_id = %id, actor = %caller.subject, ?patch, "pool configuration changed");
-    super::propagate(&state, &server).await;
-    Ok(Json(PoolView::from(&server)))
+    let applied = super::propagate(&state, &server).await;
+    Ok(super::stored(StatusCode::OK, PoolView::from(&server), applied))
 }
 
 pub async fn list_pools(State(state): State<AppState>, Reader(_): Reader) -> Result<Json<Vec<PoolView>>, ApiError> {
@@ -109,7 +110,7 @@ pub async fn bulk_update(
     State(state): State<AppState>,
     Admin(caller): Admin,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<Json<BulkResult>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let (rest, pool) = split_object(body, PATCH_FIELDS);
     let target: BulkTarget = from_value(rest)?;
     let patch: PoolConfigPatch = from_value(pool)?;
@@ -145,11 +146,15 @@ pub async fn bulk_update(
             BulkError::Store(e) => e.into(),
         })?;
     tracing::info!(actor = %caller.subject, count = updated.len(), ?patch, "bulk pool update");
+    let mut applied = Ok(());
     for server in &updated {
-        super::propagate(&state, server).await;
+        if let Err(note) = super::propagate(&state, server).await {
+            applied = Err(note);
+        }
     }
-    Ok(Json(BulkResult {
+    let result = BulkResult {
         updated: updated.len(),
         server_ids: updated.into_iter().map(|s| s.id).collect(),
-    }))
+    };
+    Ok(super::stored(StatusCode::OK, result, applied))
 }

@@ -34,9 +34,13 @@ pub async fn create(
         .map_err(ApiError::validation)?;
     state.store.create_server(&server, &caller.subject).await?;
     tracing::info!(server_id = %server.id, actor = %caller.subject, "server registered");
-    super::propagate(&state, &server).await;
+    let applied = super::propagate(&state, &server).await;
     let location = format!("/api/servers/{}", server.id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(server)).into_response())
+    let mut resp = super::stored(StatusCode::CREATED, &server, applied);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 /// A server as `caller` may see it: admins (who set the credentials, and export and restore
@@ -69,7 +73,7 @@ pub async fn update(
     Admin(caller): Admin,
     ServerIdPath(id): ServerIdPath,
     ApiJson(body): ApiJson<Map<String, Value>>,
-) -> Result<Json<Server>, ApiError> {
+) -> Result<Response, ApiError> {
     let (mut patch, pool): (ServerPatch, _) = split_body(body)?;
     patch.pool = pool;
     let now = poolgate_shared::domain::now();
@@ -83,19 +87,31 @@ pub async fn update(
             UpdateError::Store(e) => e.into(),
         })?;
     tracing::info!(server_id = %id, actor = %caller.subject, "server updated");
-    super::propagate(&state, &server).await;
-    Ok(Json(server))
+    let applied = super::propagate(&state, &server).await;
+    Ok(super::stored(StatusCode::OK, &server, applied))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
     Admin(caller): Admin,
     ServerIdPath(id): ServerIdPath,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
+    // Read first: closing its upstream sessions takes its headers (credentials).
+    let before = state.store.get_server(&id).await?;
     if state.store.delete_server(&id, &caller.subject).await? {
         tracing::info!(server_id = %id, actor = %caller.subject, "server deleted");
         state.servers.invalidate(&id);
-        Ok(StatusCode::NO_CONTENT)
+        state.slots.profiles().forget_init(&id);
+        // Its pool goes: every slot leaves, every binding ends, the sessions are closed; the keys
+        // go once the last lease ended (the reconcile pass finishes what is left).
+        let applied = super::apply(&state, &id, &poolgate_control::PoolSpec::tombstone(), before.as_ref()).await;
+        if applied.is_ok() {
+            let _ = state.control.forget(&id).await;
+        }
+        Ok(match applied {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(note) => super::stored(StatusCode::NO_CONTENT, serde_json::json!({"deleted": id}), Err(note)),
+        })
     } else {
         Err(server_not_found(&id))
     }

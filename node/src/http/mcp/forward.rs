@@ -115,6 +115,8 @@ pub(super) async fn forward(
         None => None,
     };
     let answered = match session.mode {
+        // A disabled pool takes no new leases: the client re-initializes and goes direct.
+        SessionMode::Shared if !server.pool.pool_enabled => Err(McpError::SessionNotFound),
         SessionMode::Shared => {
             let sticky = server.pool.pool_strategy == Strategy::Sticky;
             let call = LeasedCall {
@@ -183,7 +185,17 @@ async fn forward_owned(
     if session.mode == SessionMode::Bound {
         session::touch(state, server, session).await?;
     }
-    let target = session::target(server, session);
+    let target = match session::current_target(server, session) {
+        Ok(t) => t,
+        Err(e) => {
+            if session.mode == SessionMode::Bound {
+                if let Err(e) = state.slots.unbind(server, &session.key).await {
+                    tracing::debug!(error = %e, "ending the binding of a moved endpoint's session failed");
+                }
+            }
+            return Err(e);
+        }
+    };
     if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
         forward_cancellation(state, &session.key, msg).await;
         return Ok(StatusCode::ACCEPTED.into_response());

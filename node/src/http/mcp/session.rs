@@ -40,6 +40,16 @@ pub(super) fn client_session(
 }
 
 /// Where a session's requests go upstream.
+/// The session's upstream session — only while its URL is still one of the server's endpoints:
+/// a session id never routes to a URL the server no longer has (an endpoint moved or removed;
+/// the client gets 404 and its SDK re-initializes on a current endpoint).
+pub(super) fn current_target(server: &Server, session: &ClientSession) -> Result<SessionTarget, McpError> {
+    if !server.endpoints.iter().any(|e| e.url == session.url) {
+        return Err(McpError::SessionNotFound);
+    }
+    Ok(target(server, session))
+}
+
 pub(super) fn target(server: &Server, session: &ClientSession) -> SessionTarget {
     SessionTarget {
         url: session.url.clone(),

@@ -255,7 +255,7 @@ pub(super) async fn relay_stream(
     };
     match state
         .upstream
-        .open_stream(&session::target(server, session), last_event_id)
+        .open_stream(&session::current_target(server, session)?, last_event_id)
         .await
     {
         Ok(Some(events)) => {
