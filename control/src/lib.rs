@@ -776,6 +776,18 @@ impl ControlPlane {
         dispatch!(self, |b| b.mark(pool, slot, state).await)
     }
 
+    /// A leader's `mark` (fenced by its token, I6) of a slot it saw idle: acts only while the slot
+    /// is still ready with no lease and no binding (a slot bound meanwhile is left alone).
+    pub async fn mark_idle_fenced(
+        &self,
+        pool: &ServerId,
+        slot: &str,
+        state: SlotState,
+        token: u64,
+    ) -> Result<Changed, ControlError> {
+        dispatch!(self, |b| b.mark_idle_fenced(pool, slot, state, token).await)
+    }
+
     /// Reclaims expired leases, idle bindings and dead reservations, up to `limit` of each.
     pub async fn reclaim(&self, pool: &ServerId, limit: u32) -> Result<Reclaimed, ControlError> {
         dispatch!(self, |b| b.reclaim(pool, limit).await)

@@ -15,22 +15,68 @@ use poolgate_shared::domain::server::ServerId;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| pool_script(include_str!("../lua/mark.lua")));
 
+fn state_name(state: SlotState) -> &'static str {
+    match state {
+        SlotState::Ready => "ready",
+        SlotState::Draining => "draining",
+        SlotState::Unhealthy => "unhealthy",
+        SlotState::Retired | SlotState::Closed => "retired",
+    }
+}
+
 impl RedisControlPlane {
     pub async fn mark(&self, pool: &ServerId, slot: &str, state: SlotState) -> Result<Changed, ControlError> {
-        let name = match state {
-            SlotState::Ready => "ready",
-            SlotState::Draining => "draining",
-            SlotState::Unhealthy => "unhealthy",
-            SlotState::Retired | SlotState::Closed => "retired",
-        };
         changed(
-            self.eval_pool(&SCRIPT, pool, vec![Value::from(slot), Value::from(name)])
+            self.eval_pool(&SCRIPT, pool, vec![Value::from(slot), Value::from(state_name(state))])
                 .await?,
         )
+    }
+
+    pub async fn mark_idle_fenced(
+        &self,
+        pool: &ServerId,
+        slot: &str,
+        state: SlotState,
+        token: u64,
+    ) -> Result<Changed, ControlError> {
+        let args = vec![
+            Value::from(slot),
+            Value::from(state_name(state)),
+            Value::from(token as i64),
+            Value::from("idle"),
+        ];
+        let reply = self.eval_pool(&SCRIPT, pool, args).await?;
+        if reply.first().and_then(int) == Some(-1) {
+            let newest = reply.get(1).and_then(int).unwrap_or(0).max(0) as u64;
+            return Err(ControlError::StaleFence { newest });
+        }
+        changed(reply)
     }
 }
 
 impl EmbeddedControlPlane {
+    pub async fn mark_idle_fenced(
+        &self,
+        pool: &ServerId,
+        slot: &str,
+        state: SlotState,
+        token: u64,
+    ) -> Result<Changed, ControlError> {
+        let seen = self.with_pool(pool, |p| {
+            p.check_fence(token)?;
+            Ok::<_, u64>(
+                p.slots
+                    .get(slot)
+                    .is_some_and(|s| s.state == SlotState::Ready && s.leases == 0 && s.bindings == 0),
+            )
+        })?;
+        match seen {
+            Err(newest) => Err(ControlError::StaleFence { newest }),
+            Ok(false) => Ok(Changed::default()),
+            Ok(true) => self.mark(pool, slot, state).await,
+        }
+    }
+
     pub async fn mark(&self, pool: &ServerId, slot: &str, state: SlotState) -> Result<Changed, ControlError> {
         self.with_pool(pool, |p| {
             let Some(c) = p.cfg.clone() else {

@@ -13,6 +13,7 @@ mod bulk;
 mod cli;
 mod conformance;
 mod converge;
+mod fuzz;
 mod hostile;
 mod mcp;
 mod metrics;
