@@ -3,7 +3,8 @@
 //! probe every endpoint that has no idle session to ping or whose circuit breaker is not closed —
 //! so an upstream that is down shows in the pool's health even when the pool holds no session,
 //! and an open breaker closes once its endpoint answers again. A session that fails is marked
-//! unhealthy, which removes it (it is idle) and closes it upstream; warm-up replaces it once the
+//! unhealthy — fenced by the leader's token, and only if it is still idle — which removes it and
+//! closes it upstream; warm-up replaces it once the
 //! upstream answers again. Each pass records how many were checked and how many failed in the
 //! control plane, so every node's health score reflects it. Calls run a few at a time, and each
 //! pool's share is cut at its deadline ([`crate::each_pool`]).
@@ -47,20 +48,24 @@ enum Check {
 impl HealthCheck {
     pub async fn tick(&self) -> HealthReport {
         let mut report = HealthReport::default();
-        if self.leadership.term().is_none() {
+        let Some(term) = self.leadership.term() else {
             return report;
-        }
+        };
         let Ok(pools) = self.slots.control().pools().await else {
             return report;
         };
-        for r in each_pool("health check", pools, self.deadline, |pool| self.pool(pool)).await {
+        for r in each_pool("health check", pools, self.deadline, |pool| self.pool(pool, term)).await {
             report.pinged += r.pinged;
             report.failed += r.failed;
         }
         report
     }
 
-    async fn pool(&self, pool: ServerId) -> HealthReport {
+    async fn pool(&self, pool: ServerId, term: u64) -> HealthReport {
+        // The term is checked per pool: a leader deposed during the pass stops at once.
+        if self.leadership.term() != Some(term) {
+            return HealthReport::default();
+        }
         let control = self.slots.control();
         let Ok(Some(server)) = self.slots.pools().store.get_server(&pool).await else {
             return HealthReport::default();
@@ -83,7 +88,7 @@ impl HealthCheck {
             .chain(probed.map(Check::Endpoint))
             .collect();
         let results: Vec<bool> = futures_util::stream::iter(checks)
-            .map(|check| self.check(&server, check))
+            .map(|check| self.check(&server, check, term))
             .buffer_unordered(UPSTREAM_CALLS_AT_ONCE)
             .collect()
             .await;
@@ -99,7 +104,7 @@ impl HealthCheck {
     }
 
     /// Runs one check; whether it passed.
-    async fn check(&self, server: &Server, check: Check) -> bool {
+    async fn check(&self, server: &Server, check: Check, term: u64) -> bool {
         let upstream = self.slots.upstream();
         let headers = server.upstream_headers.pairs();
         match check {
@@ -116,13 +121,22 @@ impl HealthCheck {
                     },
                 };
                 let Some(e) = failure else { return true };
-                if let Ok(changed) = self
+                // Fenced, and only if the slot is still as idle as it was when listed: a slot a
+                // client bound or leased meanwhile is not killed for a ping that raced it.
+                match self
                     .slots
                     .control()
-                    .mark(&server.id, &slot.id, SlotState::Unhealthy)
+                    .mark_idle_fenced(&server.id, &slot.id, SlotState::Unhealthy, term)
                     .await
                 {
-                    close_removed(upstream, Some(server), &changed.closed).await;
+                    Ok(changed) => {
+                        close_removed(upstream, Some(server), &changed.closed).await;
+                    }
+                    Err(poolgate_control::ControlError::StaleFence { newest }) => {
+                        tracing::warn!(pool = %server.id, term, newest, "a newer leader exists; stepping down");
+                        self.leadership.step_down();
+                    }
+                    Err(e) => tracing::debug!(pool = %server.id, error = %e, "marking a failed session failed"),
                 }
                 if e.counts_against_upstream() {
                     self.slots

@@ -72,9 +72,16 @@ impl Leadership {
         self.role.subscribe()
     }
 
-    /// Gives leadership up (a refused fenced write showed a newer leader).
+    /// Gives leadership up (a refused fenced write showed a newer leader) and resigns the
+    /// leader key if it still holds it, so the next leader need not wait for its TTL.
     pub fn step_down(&self) {
-        self.role.send_replace(Role::Follower);
+        let previous = self.role.send_replace(Role::Follower);
+        if let Role::Leader { term, .. } = previous {
+            let (control, holder) = (self.control.clone(), self.holder.clone());
+            tokio::spawn(async move {
+                let _ = control.resign(&holder, term).await;
+            });
+        }
     }
 
     /// Campaigns and renews until `shutdown` completes, then resigns if leading.
@@ -122,13 +129,28 @@ impl Leadership {
             }
             Role::Follower => match self.control.campaign(&self.holder, self.timing.ttl).await {
                 Ok(Campaign::Won { term }) => {
-                    // Fence every pool before the first leader-only write.
-                    if let Ok(pools) = self.control.pools().await {
-                        for pool in pools {
-                            if let Err(e) = self.control.fence(&pool, term).await {
-                                tracing::warn!(%pool, error = %e, "fencing a pool failed");
+                    // Fence every pool before the first leader-only write. Mandatory: a leader
+                    // that could not fence them all resigns and campaigns again next heartbeat,
+                    // rather than act where an older leader's writes would still be accepted.
+                    let fenced = match self.control.pools().await {
+                        Ok(pools) => {
+                            let mut all = true;
+                            for pool in pools {
+                                if let Err(e) = self.control.fence(&pool, term).await {
+                                    tracing::warn!(%pool, error = %e, "fencing a pool failed");
+                                    all = false;
+                                }
                             }
+                            all
                         }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listing the pools to fence failed");
+                            false
+                        }
+                    };
+                    if !fenced {
+                        let _ = self.control.resign(&self.holder, term).await;
+                        return None;
                     }
                     tracing::info!(holder = %self.holder, term, "became leader");
                     self.role.send_replace(Role::Leader {

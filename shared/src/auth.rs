@@ -291,6 +291,27 @@ mod tests {
         assert_eq!(key.verify(&parts.join("."), 0), Err(TokenError::BadSignature));
     }
 
+    /// Rotation: tokens signed with a former secret verify while it is a fallback; new tokens are
+    /// signed with the current one only, and an unrelated secret's tokens never verify.
+    #[test]
+    fn fallback_keys_verify_tokens_of_a_rotated_secret() {
+        let old = JwtKey::new(b"old-secret-old-secret-old-secret");
+        let rotated =
+            JwtKey::new(b"new-secret-new-secret-new-secret").with_fallbacks(&[b"old-secret-old-secret-old-secret"]);
+        let old_token = old.mint(&claims(2_000));
+        assert_eq!(rotated.verify(&old_token, 1_000), Ok(claims(2_000)));
+        let new_token = rotated.mint(&claims(2_000));
+        assert_eq!(
+            old.verify(&new_token, 1_000),
+            Err(TokenError::BadSignature),
+            "minted with the current key"
+        );
+        let without = JwtKey::new(b"new-secret-new-secret-new-secret");
+        assert_eq!(without.verify(&old_token, 1_000), Err(TokenError::BadSignature));
+        let stranger = JwtKey::new(b"other-secret-other-secret-other!").mint(&claims(2_000));
+        assert_eq!(rotated.verify(&stranger, 1_000), Err(TokenError::BadSignature));
+    }
+
     #[test]
     fn extreme_times_do_not_overflow() {
         let key = JwtKey::new(b"0123456789abcdef0123456789abcdef");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use poolgate_control::{AcquireRequest, Campaign, ControlError, ControlPlane};
+use poolgate_control::{AcquireRequest, Campaign, ControlError, ControlPlane, SlotState};
 use poolgate_shared::domain::pool::Strategy;
 use poolgate_shared::domain::server::ServerId;
 
@@ -136,4 +136,46 @@ async fn leadership_expires_without_renewal(backend: Backend) {
     old_leader_is_fenced(&a, &b, &pool, t1, t2).await;
 }
 
-crate::on_every_backend!(leadership_moves_on_resign, leadership_expires_without_renewal);
+/// The leader's health-check mark: refused for an older token; acts only on a slot still idle
+/// (a slot leased or bound since the leader listed it is left alone); marks an idle one.
+async fn a_fenced_mark_only_takes_a_slot_still_idle(backend: Backend) {
+    let cp = Plane::new(backend).node().await;
+    let pool = pool_id();
+    cp.sync(&pool, &spec(Strategy::LeastConnections, 2))
+        .await
+        .expect("sync");
+    let slots = warm(&cp, &pool, 2, "s").await;
+    let (busy, idle) = (&slots[0].id, &slots[1].id);
+    cp.fence(&pool, 5).await.expect("fence");
+    match cp.mark_idle_fenced(&pool, idle, SlotState::Unhealthy, 4).await {
+        Err(ControlError::StaleFence { newest: 5 }) => {}
+        other => panic!("an older leader's mark must be refused, got {other:?}"),
+    }
+    let lease = leased(&cp, &pool, &AcquireRequest::new("node", None)).await;
+    assert_eq!(&lease.slot.id, busy, "least connections takes the first idle slot");
+    let raced = cp
+        .mark_idle_fenced(&pool, busy, SlotState::Unhealthy, 5)
+        .await
+        .expect("mark");
+    assert!(!raced.changed, "a slot leased since it was listed is left alone");
+    let marked = cp
+        .mark_idle_fenced(&pool, idle, SlotState::Unhealthy, 5)
+        .await
+        .expect("mark");
+    assert!(marked.changed);
+    assert_eq!(marked.closed.len(), 1, "an idle unhealthy slot leaves at once");
+    let left: Vec<String> = cp
+        .slots(&pool)
+        .await
+        .expect("slots")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(&left, &[busy.clone()]);
+}
+
+crate::on_every_backend!(
+    leadership_moves_on_resign,
+    leadership_expires_without_renewal,
+    a_fenced_mark_only_takes_a_slot_still_idle
+);
