@@ -860,6 +860,12 @@ impl ControlPlane {
     }
 
     /// Records a leader's token on a pool so older leaders' writes are refused there (I6).
+    /// Raises the term counter to at least `min` (a newer token seen on a pool than the counter
+    /// holds: the counter lost an increment in a failover).
+    pub async fn seed_term(&self, min: u64) -> Result<(), ControlError> {
+        dispatch!(self, |b| b.seed_term(min).await)
+    }
+
     pub async fn fence(&self, pool: &ServerId, token: u64) -> Result<(), ControlError> {
         dispatch!(self, |b| b.fence(pool, token).await)
     }

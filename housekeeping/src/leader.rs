@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use poolgate_control::{Campaign, ControlPlane};
+use poolgate_control::{Campaign, ControlError, ControlPlane};
 
 /// Leadership timing.
 #[derive(Clone, Copy, Debug)]
@@ -136,9 +136,21 @@ impl Leadership {
                         Ok(pools) => {
                             let mut all = true;
                             for pool in pools {
-                                if let Err(e) = self.control.fence(&pool, term).await {
-                                    tracing::warn!(%pool, error = %e, "fencing a pool failed");
-                                    all = false;
+                                match self.control.fence(&pool, term).await {
+                                    Ok(()) => {}
+                                    Err(ControlError::StaleFence { newest }) => {
+                                        // The term counter is behind a token already used: it lost
+                                        // an increment (a failover). Raise it and campaign again.
+                                        tracing::warn!(%pool, term, newest, "pool fenced by a newer term than the counter holds; re-seeding the term");
+                                        if let Err(e) = self.control.seed_term(newest).await {
+                                            tracing::warn!(error = %e, "re-seeding the term failed");
+                                        }
+                                        all = false;
+                                    }
+                                    Err(e) => {
+                                        tracing::warn!(%pool, error = %e, "fencing a pool failed");
+                                        all = false;
+                                    }
                                 }
                             }
                             all

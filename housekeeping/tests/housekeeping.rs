@@ -582,3 +582,39 @@ async fn seeded_random_pauses_and_kills_never_give_two_acting_leaders() {
     );
     assert_eq!(max_acting, 1);
 }
+
+/// The term counter behind a token a pool has already seen (on Redis Cluster the counter and the
+/// fences live on different shards, and a failover can lose the counter's last INCR): the new
+/// leader's fence is refused, so it raises the counter past that token, resigns, and leads with a
+/// higher term on its next heartbeat — never acting with a term the pools would refuse.
+async fn a_term_counter_behind_a_fence_is_reseeded(plane: ControlPlane) {
+    let (store, dir) = sqlite_store().await;
+    let srv = server("reseed", 3600);
+    store.create_server(&srv, "test").await.expect("server");
+    Pools::new(plane.clone(), store.clone())
+        .sync_from_store(&srv.id)
+        .await
+        .expect("sync");
+    // A leader with term 50 fenced the pool; the counter then lost its increments.
+    plane.fence(&srv.id, 50).await.expect("fence");
+    let leader = Leadership::new(plane.clone(), "after-failover", TIMING);
+    assert_eq!(leader.tick().await, None, "a term the pool refuses is not used");
+    assert_eq!(plane.leader().await.expect("leader"), None, "it resigned the key");
+    let term = leader.tick().await.expect("leads on the next heartbeat");
+    assert!(term > 50, "the counter was re-seeded past the fence: {term}");
+    plane
+        .recycle(&srv.id, term, Duration::from_secs(3600), 10)
+        .await
+        .expect("its fenced writes are accepted");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_reseed_on_redis() {
+    a_term_counter_behind_a_fence_is_reseeded(redis_plane(&prefix()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn term_reseed_on_the_embedded_plane() {
+    a_term_counter_behind_a_fence_is_reseeded(ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()))).await;
+}

@@ -70,6 +70,17 @@ impl RedisControlPlane {
         Ok(value.as_deref().and_then(crate::parse_leader))
     }
 
+    pub async fn seed_term(&self, min: u64) -> Result<(), ControlError> {
+        let keys = leader_keys(&self.prefix).to_vec();
+        let args = vec![
+            Value::from("seed"),
+            Value::from(""),
+            Value::from(min.to_string()),
+            Value::from(0),
+        ];
+        self.eval(&SCRIPT, keys, args).await.map(|_| ())
+    }
+
     pub async fn leader_op(&self, op: LeaderOp, holder: &str, term: u64, ttl: Duration) -> Result<bool, ControlError> {
         let keys = leader_keys(&self.prefix).to_vec();
         let args = vec![
@@ -103,6 +114,12 @@ impl EmbeddedControlPlane {
     pub async fn leader(&self) -> Result<Option<(String, u64)>, ControlError> {
         let state = self.leader_state()?;
         Ok(state.leader.as_ref().and_then(|(v, _)| crate::parse_leader(v)))
+    }
+
+    pub async fn seed_term(&self, min: u64) -> Result<(), ControlError> {
+        let mut state = self.leader_state()?;
+        state.term = state.term.max(min);
+        Ok(())
     }
 
     pub async fn leader_op(&self, op: LeaderOp, holder: &str, term: u64, ttl: Duration) -> Result<bool, ControlError> {
