@@ -49,7 +49,8 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::log_config(&config);
-    let store = Store::connect(&config.database.url, &config.database.kind)?;
+    let store =
+        Store::connect(&config.database.url, &config.database.kind)?.with_pool_defaults(config.pooling.defaults);
     store.migrate_up().await.context("cannot apply database migrations")?;
     let control = ControlPlane::from_config(&config)?;
     if !matches!(control, ControlPlane::Redis(_)) {

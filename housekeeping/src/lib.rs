@@ -13,8 +13,9 @@
 //! - [`optimizer`]: the strategy optimizer (pure functions; a seeded pool simulation), applied
 //!   by the snapshot pass for pools with `pool_auto_optimize` and read by the admin API.
 //! - `reconcile.rs`: [`Reconcile`], one pass re-syncing every pool from the database (I14).
+//! - `history.rs`: [`History`], the upstream sessions' history into `mcp_sessions`, with retention.
 //! - `lib.rs`: the schedule ([`spawn`]): the leadership loop, the maintenance loop (cleanup →
-//!   snapshots every `POOL_MANAGER_CLEANUP_INTERVAL`), the health loop, the reconcile loop
+//!   snapshots → session history every `POOL_MANAGER_CLEANUP_INTERVAL`), the health loop, the reconcile loop
 //!   (`POOL_MANAGER_RECONCILE_INTERVAL`) and the warm-up loop (`POOL_MANAGER_WARMUP_INTERVAL`), and
 //!   [`each_pool`], how every pass visits pools.
 //!
@@ -26,6 +27,7 @@
 
 pub mod cleanup;
 pub mod health;
+pub mod history;
 pub mod leader;
 pub mod optimizer;
 pub mod reconcile;
@@ -38,6 +40,7 @@ use tokio::sync::watch;
 
 pub use cleanup::{Cleanup, CleanupReport};
 pub use health::{HealthCheck, HealthReport};
+pub use history::{History, HistoryReport};
 pub use leader::{Leadership, Role, Timing};
 pub use reconcile::{Reconcile, ReconcileReport};
 pub use snapshot::{SnapshotReport, Snapshots};
@@ -174,13 +177,19 @@ pub fn spawn(
         schedule.maintenance,
         schedule.retention_days,
     );
+    let history = History {
+        pools: slots.pools().clone(),
+        leadership: leadership.clone(),
+        retention_days: schedule.retention_days,
+        deadline: pool_deadline(schedule.maintenance),
+    };
     let health = HealthCheck {
         slots: slots.clone(),
         leadership: leadership.clone(),
         deadline: pool_deadline(schedule.health),
     };
     let maintenance = every(schedule.maintenance, stopped(shutdown.clone()), move || {
-        let (cleanup, snapshots) = (cleanup.clone(), snapshots.clone());
+        let (cleanup, snapshots, history) = (cleanup.clone(), snapshots.clone(), history.clone());
         async move {
             let report = cleanup.tick().await;
             if report.pools > 0 {
@@ -189,6 +198,10 @@ pub fn spawn(
             let r = snapshots.tick().await;
             if r.written + r.deleted > 0 {
                 tracing::debug!(?r, "snapshot pass");
+            }
+            let r = history.tick().await;
+            if r.closed + r.deleted > 0 {
+                tracing::debug!(?r, "session history pass");
             }
         }
     });

@@ -152,6 +152,7 @@ impl Snapshots {
                 }
                 let mut next = s.clone();
                 next.pool.pool_strategy = rec.recommended;
+                next.pool_defaults.remove("pool_strategy");
                 next.updated_at = now;
                 Ok(next)
             })

@@ -120,6 +120,7 @@ fn server(id: &str, recycle_seconds: u32) -> Server {
             weight: 1,
         }],
         upstream_headers: UpstreamHeaders::default(),
+        pool_defaults: Default::default(),
         pool,
         created_at: poolgate_shared::domain::now(),
         updated_at: poolgate_shared::domain::now(),

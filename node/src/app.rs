@@ -21,7 +21,8 @@ use crate::state::{AppState, Inner, ServerCache};
 /// Opens the store, applies migrations, and returns it with the secret: the configured
 /// `JWT_SECRET_KEY`, or in embedded mode one generated once and kept in the database.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Store, String)> {
-    let store = Store::connect(&config.database.url, &config.database.kind)?;
+    let store =
+        Store::connect(&config.database.url, &config.database.kind)?.with_pool_defaults(config.pooling.defaults);
     store.migrate_up().await.context("cannot apply database migrations")?;
     let key = match (&config.auth.jwt_secret_key, config.mode()) {
         (Some(secret), _) => secret.expose().to_owned(),

@@ -1,4 +1,5 @@
-//! The durable store: server and pool configuration, the admin audit log, metrics history.
+//! The durable store: server and pool configuration, the admin audit log, metrics history and
+//! the upstream sessions' history.
 //!
 //! All SQL of the project lives in this module. One [`Store`] serves PostgreSQL (distributed
 //! mode) and SQLite (embedded mode) through native sqlx pools; every method's body is written
@@ -13,6 +14,7 @@ mod audit;
 mod metrics;
 mod migrations;
 mod servers;
+mod sessions;
 mod settings;
 
 use std::str::FromStr;
@@ -25,6 +27,7 @@ pub use audit::AuditEntry;
 pub use metrics::StrategySnapshot;
 pub use migrations::{MigrationState, MigrationStatus};
 pub use servers::{BulkError, UpdateError};
+pub use sessions::{Recorded, SessionRow, StoredSession};
 pub use settings::GENERATED_JWT_SECRET;
 
 use poolgate_shared::config::{redact_url, DatabaseKind};
@@ -123,6 +126,8 @@ async fn begin_write<DB: sqlx::Database>(
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// `POOL_DEFAULT_*`: what the pool fields a server never set resolve to when read.
+    defaults: Option<std::sync::Arc<poolgate_shared::domain::pool::PoolConfig>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -165,7 +170,14 @@ impl Store {
                 )
             }
         };
-        Ok(Store { db })
+        Ok(Store { db, defaults: None })
+    }
+
+    /// Servers read from this store resolve the pool fields they never set to `defaults`
+    /// (`POOL_DEFAULT_*`), so a changed default applies to existing servers after a restart.
+    pub fn with_pool_defaults(mut self, defaults: poolgate_shared::domain::pool::PoolConfig) -> Store {
+        self.defaults = Some(std::sync::Arc::new(defaults));
+        self
     }
 
     pub fn dialect(&self) -> Dialect {

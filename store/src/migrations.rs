@@ -39,6 +39,8 @@ const POSTGRES: &[Embedded] = embed!("postgres":
     20260101000005 "create_admin_audit_log",
     20260101000006 "create_instance_settings",
     20260101000007 "optimizer_inputs",
+    20260101000008 "mcp_sessions_close_reason",
+    20260101000009 "pool_defaults",
 );
 
 const SQLITE: &[Embedded] = embed!("sqlite":
@@ -49,6 +51,8 @@ const SQLITE: &[Embedded] = embed!("sqlite":
     20260101000005 "create_admin_audit_log",
     20260101000006 "create_instance_settings",
     20260101000007 "optimizer_inputs",
+    20260101000008 "mcp_sessions_close_reason",
+    20260101000009 "pool_defaults",
 );
 
 fn migrator(list: &[Embedded]) -> Migrator {

@@ -13,17 +13,18 @@ use poolgate_shared::domain::server::{Endpoint, Server, ServerId, UpstreamHeader
 
 const COLUMNS: &str = "id, name, endpoints, upstream_headers, created_at, updated_at, pool_enabled, \
     pool_strategy, pool_min_size, pool_max_size, pool_timeout, pool_recycle_seconds, pool_pre_ping, \
-    pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize";
+    pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize, pool_defaults";
 
 const INSERT: &str = "INSERT INTO servers (id, name, endpoints, upstream_headers, created_at, updated_at, \
     pool_enabled, pool_strategy, pool_min_size, pool_max_size, pool_timeout, pool_recycle_seconds, \
-    pool_pre_ping, pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+    pool_pre_ping, pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize, \
+    pool_defaults) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 const UPDATE: &str = "UPDATE servers SET name = $2, endpoints = $3, upstream_headers = $4, created_at = $5, \
     updated_at = $6, pool_enabled = $7, pool_strategy = $8, pool_min_size = $9, pool_max_size = $10, \
     pool_timeout = $11, pool_recycle_seconds = $12, pool_pre_ping = $13, pool_isolation = $14, \
-    pool_session_capacity = $15, pool_lease_ttl = $16, pool_idle_ttl = $17, pool_auto_optimize = $18 WHERE id = $1";
+    pool_session_capacity = $15, pool_lease_ttl = $16, pool_idle_ttl = $17, pool_auto_optimize = $18, \
+    pool_defaults = $19 WHERE id = $1";
 
 const INSERT_POOL: &str =
     "INSERT INTO session_pools (id, server_id, strategy, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)";
@@ -49,11 +50,13 @@ struct ServerRow {
     pool_lease_ttl: i32,
     pool_idle_ttl: i32,
     pool_auto_optimize: bool,
+    /// `field=value,…`: the fields following `POOL_DEFAULT_*`, with the value written for each.
+    pool_defaults: String,
 }
 
 /// Decodes a row selected with [`COLUMNS`] (a macro: the row type differs per backend).
 macro_rules! server_row {
-    ($row:expr) => {{
+    ($row:expr, $defaults:expr) => {{
         let row = $row;
         ServerRow {
             id: row.try_get("id")?,
@@ -74,8 +77,9 @@ macro_rules! server_row {
             pool_lease_ttl: row.try_get("pool_lease_ttl")?,
             pool_idle_ttl: row.try_get("pool_idle_ttl")?,
             pool_auto_optimize: row.try_get("pool_auto_optimize")?,
+            pool_defaults: row.try_get("pool_defaults")?,
         }
-        .into_server()?
+        .into_server($defaults)?
     }};
 }
 
@@ -102,6 +106,7 @@ macro_rules! bind_server {
             .bind(r.pool_lease_ttl)
             .bind(r.pool_idle_ttl)
             .bind(r.pool_auto_optimize)
+            .bind(r.pool_defaults)
     }};
 }
 
@@ -134,10 +139,16 @@ impl ServerRow {
             pool_lease_ttl: int(p.pool_lease_ttl)?,
             pool_idle_ttl: int(p.pool_idle_ttl)?,
             pool_auto_optimize: p.pool_auto_optimize,
+            pool_defaults: s
+                .pool_defaults
+                .iter()
+                .filter_map(|f| p.field_text(f).map(|v| format!("{f}={v}")))
+                .collect::<Vec<_>>()
+                .join(","),
         })
     }
 
-    fn into_server(self) -> Result<Server, StoreError> {
+    fn into_server(self, defaults: Option<&PoolConfig>) -> Result<Server, StoreError> {
         let id = ServerId::parse(&self.id).map_err(|e| corrupt(&self.id, e))?;
         let endpoints: Vec<Endpoint> = serde_json::from_str(&self.endpoints).map_err(|e| corrupt(&self.id, e))?;
         let headers: BTreeMap<String, String> =
@@ -162,15 +173,29 @@ impl ServerRow {
         let pool = PoolConfig::default()
             .apply(&pool.to_patch())
             .map_err(|e: FieldError| corrupt(&self.id, e))?;
-        Ok(Server {
+        // A field still holding the value written when it followed the default follows it still;
+        // one changed since (directly in SQL) is explicit.
+        let pool_defaults = self
+            .pool_defaults
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .filter(|(f, written)| pool.field_text(f).as_deref() == Some(*written))
+            .map(|(f, _)| f.to_owned())
+            .collect();
+        let mut server = Server {
             id,
             name: self.name,
             endpoints,
             upstream_headers: UpstreamHeaders::from_stored(headers),
             pool,
+            pool_defaults,
             created_at: self.created_at,
             updated_at: self.updated_at,
-        })
+        };
+        if let Some(d) = defaults {
+            server.follow_defaults(d);
+        }
+        Ok(server)
     }
 }
 
@@ -248,7 +273,7 @@ impl Store {
         with_db!(self, |pool, _d| {
             match sqlx::query(&sql).bind(id.as_str()).fetch_optional(pool).await? {
                 None => Ok(None),
-                Some(row) => Ok(Some(server_row!(row))),
+                Some(row) => Ok(Some(server_row!(row, self.defaults.as_deref()))),
             }
         })
     }
@@ -260,7 +285,7 @@ impl Store {
             let rows = sqlx::query(&sql).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
-                out.push(server_row!(row));
+                out.push(server_row!(row, self.defaults.as_deref()));
             }
             Ok(out)
         })
@@ -281,7 +306,7 @@ impl Store {
             let Some(row) = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *tx).await? else {
                 return Err(UpdateError::NotFound);
             };
-            let before = server_row!(row);
+            let before = server_row!(row, self.defaults.as_deref());
             let after = change(&before).map_err(UpdateError::Rejected)?;
             let audit = AuditRecord::new(actor, action, Some(id), Some(&before), Some(&after));
             let row = ServerRow::from_server(&after)?;
@@ -307,7 +332,7 @@ impl Store {
             let Some(row) = sqlx::query(&sql).bind(id.as_str()).fetch_optional(&mut *tx).await? else {
                 return Ok(false);
             };
-            let before = server_row!(row);
+            let before = server_row!(row, self.defaults.as_deref());
             sqlx::query("DELETE FROM session_pools WHERE server_id = $1")
                 .bind(id.as_str())
                 .execute(&mut *tx)
@@ -338,7 +363,7 @@ impl Store {
             let rows = sqlx::query(&sql).fetch_all(&mut *tx).await?;
             let mut current = Vec::with_capacity(rows.len());
             for row in rows {
-                current.push(server_row!(row));
+                current.push(server_row!(row, self.defaults.as_deref()));
             }
             let targets: Vec<Server> = match ids {
                 None => current,

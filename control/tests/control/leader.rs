@@ -171,7 +171,7 @@ async fn a_fenced_mark_only_takes_a_slot_still_idle(backend: Backend) {
         .into_iter()
         .map(|s| s.id)
         .collect();
-    assert_eq!(&left, &[busy.clone()]);
+    assert_eq!(&left, std::slice::from_ref(busy));
 }
 
 crate::on_every_backend!(

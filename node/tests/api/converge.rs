@@ -334,3 +334,283 @@ impl Coordinator {
         self.running.join().await;
     }
 }
+
+/// Seed 000's remedy for memory exhaustion — lower `POOL_DEFAULT_MAX_SIZE` and restart — applies
+/// to existing servers that never set the field (and is shown as following the default), not to
+/// one that set it; a value changed directly in SQL is explicit from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowered_defaults_apply_to_servers_that_never_set_the_field() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let first = TestApp::spawn_on(TestDb::new_shared(&db.url), &[("POOL_DEFAULT_MAX_SIZE", "8")], &[]).await;
+    first.create_server("follows", json!({"pool_enabled": true})).await;
+    first
+        .create_server("pinned", json!({"pool_enabled": true, "pool_max_size": 8}))
+        .await;
+    first.create_server("edited", json!({"pool_enabled": true})).await;
+    let (_, follows) = first.admin(Method::GET, "/api/servers/follows", None).await;
+    assert_eq!(follows["pool_max_size"], 8);
+    let listed: Vec<Value> = follows["pool_following_defaults"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(listed.contains(&json!("pool_max_size")), "{follows}");
+    let (_, pinned) = first.admin(Method::GET, "/api/servers/pinned", None).await;
+    assert!(
+        !pinned["pool_following_defaults"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!("pool_max_size"))),
+        "{pinned}"
+    );
+    first.stop().await;
+    // A DBA edits one server's column directly while the node is down.
+    let mut conn = sqlx::SqliteConnection::connect(&db.url).await.expect("db");
+    sqlx::query("UPDATE servers SET pool_max_size = 6 WHERE id = 'edited'")
+        .execute(&mut conn)
+        .await
+        .expect("update");
+    let _ = conn.close().await;
+    let mut set: Vec<(&str, &str)> = vec![("POOL_DEFAULT_MAX_SIZE", "3")];
+    set.extend(FAST);
+    let second = TestApp::spawn_on(TestDb::new_shared(&db.url), &set, &[]).await;
+    let max = |body: &Value| body["pool_max_size"].clone();
+    assert_eq!(max(&second.admin(Method::GET, "/api/servers/follows", None).await.1), 3);
+    assert_eq!(max(&second.admin(Method::GET, "/api/servers/pinned", None).await.1), 8);
+    assert_eq!(max(&second.admin(Method::GET, "/api/servers/edited", None).await.1), 6);
+    within(
+        Duration::from_secs(3),
+        "the lowered default enforced by the pool",
+        || async { stats(&second, "follows").await["enforced_max_size"] == 3 },
+    )
+    .await;
+    // Setting it explicitly ends the following.
+    let (status, _) = second
+        .admin(
+            Method::PUT,
+            "/api/servers/follows/pool/config",
+            Some(json!({"max_size": 4})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, now) = second.admin(Method::GET, "/api/servers/follows", None).await;
+    assert_eq!(now["pool_max_size"], 4);
+    assert!(
+        !now["pool_following_defaults"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!("pool_max_size"))),
+        "{now}"
+    );
+    second.stop().await;
+    drop(db);
+}
+
+/// New upstream credentials: sessions opened with the old headers are closed, their clients get
+/// 404 and re-initialize onto a session opened with the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_change_recycles_sessions_opened_with_the_old_credentials() {
+    let up = upstream(UpstreamConfig::default()).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &FAST, &[]).await;
+    register(
+        &app,
+        "hdr",
+        &up.url(),
+        json!({"pool_isolation": "session", "headers": {"X-Api-Key": "old"}}),
+    )
+    .await;
+    let mut client = Client::new(&app, "hdr", "dora");
+    client.initialize().await;
+    assert_eq!(client.count(1).await.0, 1);
+    let (status, _) = app
+        .admin(
+            Method::PUT,
+            "/api/servers/hdr",
+            Some(json!({"headers": {"X-Api-Key": "new"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    within(Duration::from_secs(3), "the old session closed upstream", || async {
+        up.stats().deletes.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let (status, _) = client.call(2, "counter", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    client.initialize().await;
+    assert_eq!(client.count(3).await.0, 1, "a new upstream session");
+    app.stop().await;
+}
+
+/// A small xorshift PRNG: the churn test replays with `POOLGATE_TEST_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Seeded churn under client traffic: admin changes, direct SQL, endpoint moves, deletes and
+/// re-creates, Redis cut by the chaos proxy. Afterwards, within one reconcile interval, every
+/// pool's enforced configuration equals the database's, no session sits at an endpoint its
+/// server no longer has, and every server serves new clients (capacity fully back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_churn_converges() {
+    let seed: u64 = std::env::var("POOLGATE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(uuid::Uuid::new_v4().as_u128() as u32) | 1);
+    eprintln!("seeded_churn_converges: POOLGATE_TEST_SEED={seed}");
+    let mut rng = Rng(seed | 1);
+    let redis = url::Url::parse(&redis_url()).expect("redis url");
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = ChaosProxy::start(target.parse().expect("addr")).await.expect("proxy");
+    let mut via = redis.clone();
+    let _ = via.set_port(Some(proxy.addr.port()));
+    let via = via.to_string();
+    let prefix = unique_prefix();
+    let mut set: Vec<(&str, &str)> = vec![("REDIS_URL", via.as_str()), ("REDIS_POOL_PREFIX", prefix.as_str())];
+    set.extend(FAST);
+    let app = TestApp::spawn_on(TestDb::new(Backend::Postgres).await, &set, &[])
+        .await
+        .wait_ready()
+        .await;
+    let coordinator = Coordinator::start(&app, &set).await;
+    let ups = [
+        upstream(UpstreamConfig::default()).await,
+        upstream(UpstreamConfig::default()).await,
+    ];
+    let ids = ["c0", "c1", "c2"];
+    for id in ids {
+        register(
+            &app,
+            id,
+            &ups[0].url(),
+            json!({"pool_max_size": 3, "pool_isolation": "shared"}),
+        )
+        .await;
+    }
+    let mut pg = sqlx::PgConnection::connect(&app.db.url).await.expect("db");
+    for step in 0..40 {
+        let id = ids[rng.below(3) as usize];
+        match rng.below(7) {
+            0 => {
+                let max = 1 + rng.below(4);
+                let _ = app
+                    .admin(
+                        Method::PUT,
+                        &format!("/api/servers/{id}/pool/config"),
+                        Some(json!({"max_size": max})),
+                    )
+                    .await;
+            }
+            1 => {
+                let url = ups[rng.below(2) as usize].url();
+                let _ = app
+                    .admin(
+                        Method::PUT,
+                        &format!("/api/servers/{id}"),
+                        Some(json!({"endpoints": [{"url": url}]})),
+                    )
+                    .await;
+            }
+            2 => {
+                let max = 1 + rng.below(4) as i32;
+                let _ = sqlx::query("UPDATE servers SET pool_max_size = $1, pool_min_size = 0 WHERE id = $2")
+                    .bind(max)
+                    .bind(id)
+                    .execute(&mut pg)
+                    .await;
+            }
+            3 => {
+                let _ = app.admin(Method::DELETE, &format!("/api/servers/{id}"), None).await;
+                let url = ups[rng.below(2) as usize].url();
+                let (_, _) = app
+                    .admin(
+                        Method::POST,
+                        "/api/servers",
+                        Some(
+                            json!({"id": id, "name": id, "endpoints": [{"url": url}], "pool_enabled": true,
+                            "pool_min_size": 0, "pool_isolation": "shared"}),
+                        ),
+                    )
+                    .await;
+            }
+            4 => {
+                proxy.set(Mode::Cut);
+                tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
+                proxy.set(Mode::Pass);
+            }
+            5 => {
+                let enabled = rng.below(4) != 0;
+                let _ = app
+                    .admin(
+                        Method::PUT,
+                        &format!("/api/servers/{id}/pool/config"),
+                        Some(json!({"enabled": enabled})),
+                    )
+                    .await;
+            }
+            _ => {
+                // Client traffic; failures are expected while Redis is cut or a server is gone.
+                let mut c = Client::new(&app, id, &format!("u{step}"));
+                let (status, body, sid) = c
+                    .post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+                    .await;
+                assert!(
+                    status.as_u16() < 500 || status.as_u16() == 502 || status.as_u16() == 503,
+                    "{status}: {body}"
+                );
+                if let Some(sid) = sid {
+                    c.session = Some(sid);
+                    let (status, _) = c.call(1, "echo", json!({"text": "churn"})).await;
+                    assert!(status.as_u16() != 500, "step {step}: {status}");
+                }
+            }
+        }
+    }
+    proxy.set(Mode::Pass);
+    // Converged: within a few reconcile intervals the control plane matches the database.
+    for id in ids {
+        let (_, server) = app.admin(Method::GET, &format!("/api/servers/{id}"), None).await;
+        let urls: Vec<String> = server["endpoints"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| e["url"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let (db_max, db_enabled) = (server["pool_max_size"].clone(), server["pool_enabled"].clone());
+        within(
+            Duration::from_secs(10),
+            &format!("seed {seed}: {id} converged"),
+            || async {
+                // The node may still be reconnecting to Redis right after the last cut.
+                let (status, s) = app
+                    .admin(Method::GET, &format!("/api/servers/{id}/pool/stats"), None)
+                    .await;
+                if status != StatusCode::OK {
+                    return false;
+                }
+                let (_, sessions) = app
+                    .admin(Method::GET, &format!("/api/servers/{id}/pool/sessions"), None)
+                    .await;
+                let at_current = sessions["sessions"].as_array().is_some_and(|l| {
+                    l.iter()
+                        .all(|s| s["endpoint"].as_str().is_some_and(|u| urls.iter().any(|c| c == u)))
+                });
+                s["enforced_max_size"] == db_max && s["enforced_enabled"] == db_enabled && at_current
+            },
+        )
+        .await;
+        // Capacity back: the pool serves a new client (enabled or not: direct sessions then).
+        let mut c = Client::new(&app, id, "after");
+        c.initialize().await;
+        c.call_ok(1, "echo", json!({"text": "after the churn"})).await;
+    }
+    let _ = pg.close().await;
+    coordinator.stop().await;
+    app.stop().await;
+}

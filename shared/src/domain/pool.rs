@@ -276,6 +276,43 @@ pub struct PoolConfigPatch {
 /// Every JSON key a [`PoolConfigPatch`] accepts (names and aliases): bodies that mix server and
 /// pool fields are split on this list rather than with `#[serde(flatten)]`, which would lose
 /// `deny_unknown_fields` and the path of a bad value.
+/// Pool fields that follow `POOL_DEFAULT_*` while a server never set them explicitly.
+pub const DEFAULTED_FIELDS: [&str; 10] = [
+    "pool_strategy",
+    "pool_min_size",
+    "pool_max_size",
+    "pool_timeout",
+    "pool_recycle_seconds",
+    "pool_pre_ping",
+    "pool_isolation",
+    "pool_session_capacity",
+    "pool_lease_ttl",
+    "pool_idle_ttl",
+];
+
+impl PoolConfigPatch {
+    /// The [`DEFAULTED_FIELDS`] this patch sets.
+    pub fn sets(&self) -> Vec<&'static str> {
+        let set = [
+            self.pool_strategy.is_some(),
+            self.pool_min_size.is_some(),
+            self.pool_max_size.is_some(),
+            self.pool_timeout.is_some(),
+            self.pool_recycle_seconds.is_some(),
+            self.pool_pre_ping.is_some(),
+            self.pool_isolation.is_some(),
+            self.pool_session_capacity.is_some(),
+            self.pool_lease_ttl.is_some(),
+            self.pool_idle_ttl.is_some(),
+        ];
+        DEFAULTED_FIELDS
+            .into_iter()
+            .zip(set)
+            .filter_map(|(f, s)| s.then_some(f))
+            .collect()
+    }
+}
+
 pub const PATCH_FIELDS: &[&str] = &[
     "pool_enabled",
     "enabled",
@@ -379,6 +416,47 @@ impl PoolConfig {
     }
 
     /// The patch that would turn the defaults into `self`: the seed's backup export shape.
+    /// The field `name` (one of [`DEFAULTED_FIELDS`]) as text, as the store records it.
+    pub fn field_text(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "pool_strategy" => self.pool_strategy.as_str().to_owned(),
+            "pool_min_size" => self.pool_min_size.to_string(),
+            "pool_max_size" => self.pool_max_size.to_string(),
+            "pool_timeout" => self.pool_timeout.to_string(),
+            "pool_recycle_seconds" => self.pool_recycle_seconds.to_string(),
+            "pool_pre_ping" => self.pool_pre_ping.to_string(),
+            "pool_isolation" => self.pool_isolation.as_str().to_owned(),
+            "pool_session_capacity" => self.pool_session_capacity.to_string(),
+            "pool_lease_ttl" => self.pool_lease_ttl.to_string(),
+            "pool_idle_ttl" => self.pool_idle_ttl.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// This configuration with the fields in `follow` taken from `defaults` (`POOL_DEFAULT_*`).
+    /// A default `pool_max_size` below an explicit `pool_min_size` caps the minimum too, so the
+    /// result still satisfies the rules.
+    pub fn following(&self, defaults: &PoolConfig, follow: &std::collections::BTreeSet<String>) -> PoolConfig {
+        let mut next = *self;
+        for f in follow {
+            match f.as_str() {
+                "pool_strategy" => next.pool_strategy = defaults.pool_strategy,
+                "pool_min_size" => next.pool_min_size = defaults.pool_min_size,
+                "pool_max_size" => next.pool_max_size = defaults.pool_max_size,
+                "pool_timeout" => next.pool_timeout = defaults.pool_timeout,
+                "pool_recycle_seconds" => next.pool_recycle_seconds = defaults.pool_recycle_seconds,
+                "pool_pre_ping" => next.pool_pre_ping = defaults.pool_pre_ping,
+                "pool_isolation" => next.pool_isolation = defaults.pool_isolation,
+                "pool_session_capacity" => next.pool_session_capacity = defaults.pool_session_capacity,
+                "pool_lease_ttl" => next.pool_lease_ttl = defaults.pool_lease_ttl,
+                "pool_idle_ttl" => next.pool_idle_ttl = defaults.pool_idle_ttl,
+                _ => {}
+            }
+        }
+        next.pool_min_size = next.pool_min_size.min(next.pool_max_size);
+        next
+    }
+
     pub fn to_patch(&self) -> PoolConfigPatch {
         PoolConfigPatch {
             pool_enabled: Some(self.pool_enabled),

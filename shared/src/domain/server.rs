@@ -5,13 +5,13 @@
 //! [`UpstreamHeaders`] only hold header names and values that can go on the wire, and never print
 //! their values (they are the server's own credentials).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::pool::{present, FieldError, PoolConfig, PoolConfigPatch};
+use super::pool::{present, FieldError, PoolConfig, PoolConfigPatch, DEFAULTED_FIELDS};
 
 pub const MAX_SERVER_ID_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 200;
@@ -234,6 +234,10 @@ pub struct Server {
     pub upstream_headers: UpstreamHeaders,
     #[serde(flatten)]
     pub pool: PoolConfig,
+    /// Pool fields never set explicitly: they follow `POOL_DEFAULT_*` (the values above are the
+    /// effective ones), so lowering a default and restarting applies to existing servers too.
+    #[serde(rename = "pool_following_defaults", skip_serializing_if = "BTreeSet::is_empty")]
+    pub pool_defaults: BTreeSet<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -248,6 +252,10 @@ pub struct NewServerInput {
     pub endpoints: Vec<EndpointInput>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Pool fields that follow `POOL_DEFAULT_*` even if the body also gives a value (a server
+    /// re-created from an export keeps following the defaults it followed).
+    #[serde(default)]
+    pub pool_following_defaults: Vec<String>,
     /// Pool fields of the same body, split off by the caller (see `PATCH_FIELDS`).
     #[serde(skip)]
     pub pool: PoolConfigPatch,
@@ -283,6 +291,23 @@ fn parse_name(name: &str) -> Result<String, FieldError> {
 impl Server {
     /// Validates a registration; `defaults` are the configured `POOL_DEFAULT_*` values.
     pub fn from_input(input: &NewServerInput, defaults: &PoolConfig, now: DateTime<Utc>) -> Result<Server, FieldError> {
+        for (i, f) in input.pool_following_defaults.iter().enumerate() {
+            if !DEFAULTED_FIELDS.contains(&f.as_str()) {
+                return Err(FieldError::new(
+                    format!("pool_following_defaults[{i}]"),
+                    format!(
+                        "must name a pool field with a POOL_DEFAULT_* setting: {}",
+                        DEFAULTED_FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        let set = input.pool.sets();
+        let follow: BTreeSet<String> = DEFAULTED_FIELDS
+            .into_iter()
+            .filter(|f| !set.contains(f) || input.pool_following_defaults.iter().any(|g| g == f))
+            .map(str::to_owned)
+            .collect();
         let id = match &input.id {
             Some(raw) => ServerId::parse(raw)?,
             None => ServerId::generate(),
@@ -292,7 +317,8 @@ impl Server {
             name: parse_name(&input.name)?,
             endpoints: Endpoint::parse_list(&input.endpoints)?,
             upstream_headers: UpstreamHeaders::parse(&input.headers)?,
-            pool: defaults.apply(&input.pool)?,
+            pool: defaults.apply(&input.pool)?.following(defaults, &follow),
+            pool_defaults: follow,
             created_at: now,
             updated_at: now,
         })
@@ -311,8 +337,23 @@ impl Server {
             next.upstream_headers = UpstreamHeaders::parse(headers)?;
         }
         next.pool = self.pool.apply(&patch.pool)?;
+        next.set_explicitly(&patch.pool);
         next.updated_at = now;
         Ok(next)
+    }
+
+    /// The fields `patch` sets no longer follow the defaults.
+    pub fn set_explicitly(&mut self, patch: &PoolConfigPatch) {
+        for f in patch.sets() {
+            self.pool_defaults.remove(f);
+        }
+    }
+
+    /// Takes the fields that follow the defaults from `defaults` (`POOL_DEFAULT_*`).
+    pub fn follow_defaults(&mut self, defaults: &PoolConfig) {
+        if !self.pool_defaults.is_empty() {
+            self.pool = self.pool.following(defaults, &self.pool_defaults);
+        }
     }
 }
 

@@ -51,6 +51,7 @@ fn require_fields(patch: &PoolConfigPatch) -> Result<(), ApiError> {
 fn with_pool(server: &Server, patch: &PoolConfigPatch, now: chrono::DateTime<Utc>) -> Result<Server, FieldError> {
     let mut next = server.clone();
     next.pool = server.pool.apply(patch)?;
+    next.set_explicitly(patch);
     next.updated_at = now;
     Ok(next)
 }
