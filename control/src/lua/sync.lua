@@ -10,7 +10,8 @@
 --     at once, a leased one when its lease ends;
 --   * a slot whose endpoint URL is no longer one of the server's leaves the same way; a slot
 --     whose endpoint moved in the list follows it (its index and weight);
---   * disabled: every slot drains (idle unbound ones go at once, the rest when they finish).
+--   * disabled: every slot drains (idle unbound ones go at once, the rest when they finish);
+--   * a lowered max (I1): the slots beyond it retire, idle ones first, then busy, then bound.
 -- Removed slots go to the closing outbox (`reclaim` hands them out to be closed upstream).
 -- Rebuilds the selection sets when strategy, isolation, capacity or weights change.
 -- Reply: {generation, changed (0|1)}.
@@ -70,6 +71,38 @@ if f.enabled == '0' and stored[4] ~= '0' then
     if s.st == 'ready' then
       s.st = 'draining'
       settle(c, s, closed)
+    end
+  end
+end
+-- A lowered max (I1): slots beyond it retire, oldest first — idle ones (deleted at once), then
+-- busy ones (deleted when their call ends), then bound ones (their bindings end).
+if old ~= nil then
+  local live = {}
+  for _, id in ipairs(redis.call('ZRANGE', K_ALL, 0, -1)) do
+    local s = get_slot(id)
+    if s and s.st ~= 'retired' then live[#live + 1] = s end
+  end
+  local excess = #live - c.max
+  if excess > 0 then
+    local binds = nil
+    for tier = 1, 3 do
+      for _, s in ipairs(live) do
+        local t = (s.b > 0 and 3) or (s.l > 0 and 2) or 1
+        if excess > 0 and t == tier then
+          if s.b > 0 then
+            binds = binds or redis.call('HGETALL', K_BIND)
+            for i = 1, #binds, 2 do
+              if binds[i + 1] == s.id then unbind_key(c, binds[i], closed) end
+            end
+            s = get_slot(s.id)
+          end
+          if s then
+            s.st = 'retired'
+            settle(c, s, closed)
+          end
+          excess = excess - 1
+        end
+      end
     end
   end
 end

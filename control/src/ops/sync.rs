@@ -50,6 +50,54 @@ impl EmbeddedControlPlane {
 }
 
 impl Pool {
+    /// `sync.lua`'s lowered max (I1): the slots beyond it retire, oldest first — idle ones, then
+    /// busy ones, then bound ones (their bindings end).
+    fn trim_to_max(&mut self, c: &Cfg, closed: &mut Vec<SlotRecord>) {
+        let live: Vec<SlotRecord> = self
+            .all
+            .up_to(f64::INFINITY, usize::MAX)
+            .iter()
+            .filter_map(|id| self.slots.get(id).cloned())
+            .filter(|s| s.state != SlotState::Retired)
+            .collect();
+        let mut excess = live.len() as i64 - i64::from(c.max);
+        if excess <= 0 {
+            return;
+        }
+        let tier = |s: &SlotRecord| {
+            if s.bindings > 0 {
+                3
+            } else if s.leases > 0 {
+                2
+            } else {
+                1
+            }
+        };
+        for t in 1..=3 {
+            for s in live.iter().filter(|s| tier(s) == t) {
+                if excess <= 0 {
+                    return;
+                }
+                if s.bindings > 0 {
+                    let keys: Vec<String> = self
+                        .bind
+                        .iter()
+                        .filter(|(_, slot)| **slot == s.id)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in keys {
+                        self.unbind_key(c, &k, closed);
+                    }
+                }
+                if let Some(mut s) = self.slots.get(&s.id).cloned() {
+                    s.state = SlotState::Retired;
+                    self.settle(c, s, closed);
+                }
+                excess -= 1;
+            }
+        }
+    }
+
     /// `sync.lua`.
     fn sync(&mut self, spec: &PoolSpec) -> Synced {
         let digest = spec.digest();
@@ -127,6 +175,9 @@ impl Pool {
                 }
             }
             self.identity = Some(new.clone());
+        }
+        if old.is_some() {
+            self.trim_to_max(&c, &mut closed);
         }
         self.push_outbox(closed);
         let rebuild = old

@@ -710,7 +710,47 @@ async fn every_removed_slot_is_reported_for_closing(backend: Backend) {
     );
 }
 
+/// I1 after a lowered max: the sync retires the slots beyond it, idle ones first (deleted at
+/// once), so the pool is back under the new max without cutting a call; when only busy slots are
+/// beyond it, they retire and leave as their calls end.
+async fn a_lowered_max_retires_the_slots_beyond_it(backend: Backend) {
+    let cp = Plane::new(backend).node().await;
+    let pool = pool_id();
+    cp.sync(&pool, &spec(Strategy::LeastConnections, 4))
+        .await
+        .expect("sync");
+    let slots = warm(&cp, &pool, 4, "s").await;
+    let first = leased(&cp, &pool, &AcquireRequest::new("node", None)).await;
+    let second = leased(&cp, &pool, &AcquireRequest::new("node", None)).await;
+    let busy = [first.slot.id.clone(), second.slot.id.clone()];
+    let synced = cp
+        .sync(&pool, &spec(Strategy::LeastConnections, 1))
+        .await
+        .expect("lower max");
+    assert!(synced.changed);
+    let ids = |v: Vec<poolgate_control::SlotRecord>| v.into_iter().map(|s| s.id).collect::<BTreeSet<_>>();
+    let left = ids(cp.slots(&pool).await.expect("slots"));
+    assert_eq!(
+        left,
+        busy.iter().cloned().collect(),
+        "the idle extras left at once, the busy ones stay"
+    );
+    let reclaimed = cp.reclaim(&pool, 100).await.expect("reclaim");
+    assert_eq!(
+        reclaimed.closed.len(),
+        2,
+        "the removed slots are handed out to be closed"
+    );
+    // Two busy slots for a max of 1: the older one retired, and leaves when its call ends.
+    release(&cp, &pool, &first.id).await;
+    release(&cp, &pool, &second.id).await;
+    let left = ids(cp.slots(&pool).await.expect("slots"));
+    assert_eq!(left.len(), 1, "under the new max once the calls ended: {left:?}");
+    assert!(slots.iter().any(|s| left.contains(&s.id)));
+}
+
 crate::on_every_backend!(
+    a_lowered_max_retires_the_slots_beyond_it,
     max_size_counts_reservations_across_nodes,
     capacity_bounds_concurrent_leases_per_slot,
     release_is_idempotent,

@@ -453,7 +453,8 @@ impl Rng {
 /// Seeded churn under client traffic: admin changes, direct SQL, endpoint moves, deletes and
 /// re-creates, Redis cut by the chaos proxy. Afterwards, within one reconcile interval, every
 /// pool's enforced configuration equals the database's, no session sits at an endpoint its
-/// server no longer has, and every server serves new clients (capacity fully back).
+/// server no longer has, no pool holds more sessions than its max (I1), and every server serves
+/// new clients (capacity fully back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_churn_converges() {
     let seed: u64 = std::env::var("POOLGATE_TEST_SEED")
@@ -601,7 +602,9 @@ async fn seeded_churn_converges() {
                     l.iter()
                         .all(|s| s["endpoint"].as_str().is_some_and(|u| urls.iter().any(|c| c == u)))
                 });
-                s["enforced_max_size"] == db_max && s["enforced_enabled"] == db_enabled && at_current
+                // I1 against the final max: slots beyond a lowered max have left.
+                let within_max = s["total_sessions"].as_u64() <= s["enforced_max_size"].as_u64();
+                s["enforced_max_size"] == db_max && s["enforced_enabled"] == db_enabled && at_current && within_max
             },
         )
         .await;
