@@ -50,7 +50,10 @@ pub use codec::{SlotMeta, SlotRecord, SlotState, SLOT_RECORD_VERSION};
 pub use directory::Pools;
 pub use embedded::EmbeddedControlPlane;
 pub use ops::LeaderOp;
-pub use redis::RedisControlPlane;
+pub use redis::{RedisControlPlane, RedisOptions};
+
+/// `REDIS_SOCKET_KEEPALIVE`: idle time before (and between) TCP keepalive probes.
+pub const REDIS_KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 use poolgate_shared::config::{Config, Mode};
 use poolgate_shared::domain::pool::{Isolation, Strategy};
@@ -673,10 +676,19 @@ impl ControlPlane {
     /// (and reports not ready) while Redis is down, and recovers without a restart.
     pub fn from_config(config: &Config) -> Result<ControlPlane, ControlError> {
         match (config.mode(), &config.pooling.redis.url) {
-            (Mode::Distributed, Some(url)) => Ok(ControlPlane::Redis(Arc::new(RedisControlPlane::connect(
-                url.expose(),
-                &config.pooling.redis.prefix,
-            )?))),
+            (Mode::Distributed, Some(url)) => {
+                let r = &config.pooling.redis;
+                let options = RedisOptions {
+                    pool_size: r.pool_size as usize,
+                    call_timeout: r.pool_timeout,
+                    keepalive: r.socket_keepalive.then_some(REDIS_KEEPALIVE_IDLE),
+                };
+                Ok(ControlPlane::Redis(Arc::new(RedisControlPlane::connect_with(
+                    url.expose(),
+                    &r.prefix,
+                    options,
+                )?)))
+            }
             _ => Ok(ControlPlane::Embedded(Arc::new(EmbeddedControlPlane::new()))),
         }
     }

@@ -42,15 +42,24 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("poolgate-coordinator: {e:#}");
-            ExitCode::FAILURE
+            // A setting found unusable at start-up (e.g. POOL_AUDIT_LOG_PATH not writable).
+            if e.downcast_ref::<poolgate_shared::config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::log_config(&config);
-    let store =
-        Store::connect(&config.database.url, &config.database.kind)?.with_pool_defaults(config.pooling.defaults);
+    // The optimizer's auto-apply is audited here (actor `optimizer`): the coordinator writes the
+    // audit file too; an unwritable one stops start-up (exit 2).
+    let audit_file = poolgate_store::AuditFile::from_config(&config.pooling.audit)?;
+    let store = Store::connect_with(&config.database.url, &config.database.kind, &config.database.pool)?
+        .with_pool_defaults(config.pooling.defaults)
+        .with_audit_file(audit_file);
     store.migrate_up().await.context("cannot apply database migrations")?;
     let control = ControlPlane::from_config(&config)?;
     if !matches!(control, ControlPlane::Redis(_)) {

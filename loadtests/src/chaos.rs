@@ -32,6 +32,8 @@ pub struct ChaosProxy {
     delay_ms: Arc<AtomicU64>,
     /// Bumped on every cut: connection tasks end when it changes.
     epoch: watch::Sender<u64>,
+    /// Connections open through the proxy now.
+    open: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -43,11 +45,14 @@ impl ChaosProxy {
         let mode = Arc::new(AtomicU8::new(0));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let (epoch, _) = watch::channel(0u64);
-        let (m, d, e) = (mode.clone(), delay_ms.clone(), epoch.clone());
+        let open = Arc::new(AtomicU64::new(0));
+        let (m, d, e, o) = (mode.clone(), delay_ms.clone(), epoch.clone(), open.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (m, d, mut cut) = (m.clone(), d.clone(), e.subscribe());
+                let (m, d, mut cut, o) = (m.clone(), d.clone(), e.subscribe(), o.clone());
+                o.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
+                    let _open = Open(o);
                     match m.load(Ordering::SeqCst) {
                         2 => drop(client),
                         3 => {
@@ -73,8 +78,14 @@ impl ChaosProxy {
             mode,
             delay_ms,
             epoch,
+            open,
             task,
         })
+    }
+
+    /// Connections open through the proxy now.
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Switches the mode; cutting and black-holing also end every open connection.
@@ -99,6 +110,15 @@ impl Drop for ChaosProxy {
     fn drop(&mut self) {
         self.task.abort();
         self.epoch.send_modify(|e| *e += 1);
+    }
+}
+
+/// Counts a connection as open while it lives.
+struct Open(Arc<AtomicU64>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

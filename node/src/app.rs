@@ -21,8 +21,8 @@ use crate::state::{AppState, Inner, ServerCache};
 /// Opens the store, applies migrations, and returns it with the secret: the configured
 /// `JWT_SECRET_KEY`, or in embedded mode one generated once and kept in the database.
 pub async fn open_store(config: &Config) -> anyhow::Result<(Store, String)> {
-    let store =
-        Store::connect(&config.database.url, &config.database.kind)?.with_pool_defaults(config.pooling.defaults);
+    let store = Store::connect_with(&config.database.url, &config.database.kind, &config.database.pool)?
+        .with_pool_defaults(config.pooling.defaults);
     store.migrate_up().await.context("cannot apply database migrations")?;
     let key = match (&config.auth.jwt_secret_key, config.mode()) {
         (Some(secret), _) => secret.expose().to_owned(),
@@ -52,7 +52,13 @@ pub fn jwt_key(config: &Config, secret: &str) -> JwtKey {
 
 /// Everything a running node holds.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    // The audit file first: an operator who enabled it learns at once that it cannot be written
+    // (a `ConfigError` naming POOL_AUDIT_LOG_PATH: exit 2).
+    let audit_file = poolgate_store::AuditFile::from_config(&config.pooling.audit)?;
     let (store, secret) = open_store(&config).await?;
+    // Every clone made from here on (the API's, the pools', the embedded housekeeping's) writes
+    // the committed audit rows to the file.
+    let store = store.with_audit_file(audit_file);
     let jwt = jwt_key(&config, &secret);
     let fallbacks: Vec<&[u8]> = config
         .auth

@@ -133,7 +133,12 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("poolgate-node: {e:#}");
-            ExitCode::FAILURE
+            // A setting found unusable at start-up (e.g. POOL_AUDIT_LOG_PATH not writable).
+            if e.downcast_ref::<poolgate_shared::config::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -24,4 +24,8 @@ pub fn log_config(config: &crate::config::Config) {
     for (key, value) in config.summary() {
         tracing::info!("config {key}={value}");
     }
+    let names: Vec<String> = std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()).collect();
+    for warning in crate::config::unread_settings(names.iter().map(String::as_str)) {
+        tracing::warn!("{warning}");
+    }
 }

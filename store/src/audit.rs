@@ -1,7 +1,9 @@
 //! `admin_audit_log`: who changed what, the state before and after, and when. Rows are written by
-//! the store methods that make the change, inside their transaction.
+//! the store methods that make the change, inside their transaction; once it committed, the same
+//! record goes to the audit file when one is configured ([`crate::AuditFile`], one JSON line per
+//! row: [`AuditRecord::line`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound as _, Utc};
 use serde::Serialize;
 use sqlx::Row as _;
 
@@ -13,6 +15,8 @@ pub const MAX_AUDIT_PAGE: i64 = 1000;
 
 /// A row about to be written. Server snapshots serialize with upstream header values redacted.
 pub(super) struct AuditRecord {
+    /// The row's id, once [`insert_audit`] wrote it.
+    id: Option<i64>,
     at: DateTime<Utc>,
     actor: String,
     action: String,
@@ -31,19 +35,64 @@ impl AuditRecord {
     ) -> Self {
         // Serializing a Server (strings, numbers, redacted headers) cannot fail.
         let snap = |s: Option<&Server>| s.and_then(|s| serde_json::to_string(s).ok());
+        Self::raw(actor, action, server_id, snap(before), snap(after))
+    }
+
+    /// A record of an operation that is not a row change (pool drain, reset): `before` and
+    /// `after` are what the caller describes, e.g. the pool's figures.
+    pub(super) fn with_values(
+        actor: &str,
+        action: &str,
+        server_id: Option<&ServerId>,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+    ) -> Self {
+        let text = |v: Option<&serde_json::Value>| v.map(serde_json::Value::to_string);
+        Self::raw(actor, action, server_id, text(before), text(after))
+    }
+
+    fn raw(
+        actor: &str,
+        action: &str,
+        server_id: Option<&ServerId>,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> Self {
         AuditRecord {
-            at: Utc::now(),
+            id: None,
+            // PostgreSQL keeps microseconds: the time written to the file is the time read back.
+            at: Utc::now().trunc_subsecs(6),
             actor: actor.to_owned(),
             action: action.to_owned(),
             server_id: server_id.map(|id| id.as_str().to_owned()),
-            before: snap(before),
-            after: snap(after),
+            before,
+            after,
         }
+    }
+
+    /// The audit file's line for this row: the JSON object `GET /api/audit` shows for it
+    /// ([`AuditEntry`]: `id`, `at`, `actor`, `action`, `server_id`, `before`, `after`), with
+    /// `before`/`after` the very JSON text stored in `before_json`/`after_json`. No newline inside.
+    pub(super) fn line(&self) -> String {
+        // Serializing strings, numbers and a time cannot fail.
+        fn json<T: Serialize>(v: &T) -> String {
+            serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+        }
+        format!(
+            "{{\"id\":{},\"at\":{},\"actor\":{},\"action\":{},\"server_id\":{},\"before\":{},\"after\":{}}}",
+            json(&self.id),
+            json(&self.at),
+            json(&self.actor),
+            json(&self.action),
+            json(&self.server_id),
+            self.before.as_deref().unwrap_or("null"),
+            self.after.as_deref().unwrap_or("null"),
+        )
     }
 }
 
-/// Writes `record` on `conn` (a transaction of the caller's).
-pub(super) async fn insert_audit<'c, DB, E>(conn: E, record: &AuditRecord) -> Result<(), sqlx::Error>
+/// Writes `record` on `conn` (a transaction of the caller's) and notes the row's id in it.
+pub(super) async fn insert_audit<'c, DB, E>(conn: E, record: &mut AuditRecord) -> Result<(), sqlx::Error>
 where
     DB: sqlx::Database,
     E: sqlx::Executor<'c, Database = DB>,
@@ -51,10 +100,11 @@ where
     for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (i64,): sqlx::FromRow<'r, DB::Row>,
 {
-    sqlx::query(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO admin_audit_log (at, actor, action, server_id, before_json, after_json) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(record.at)
     .bind(record.actor.clone())
@@ -62,8 +112,9 @@ where
     .bind(record.server_id.clone())
     .bind(record.before.clone())
     .bind(record.after.clone())
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
+    record.id = Some(id);
     Ok(())
 }
 
@@ -80,6 +131,36 @@ pub struct AuditEntry {
 }
 
 impl Store {
+    /// After a commit: the committed rows go to the audit file, if there is one (never blocks).
+    pub(super) fn audit_committed(&self, records: &[AuditRecord]) {
+        if let Some(file) = &self.audit_file {
+            for r in records {
+                file.append(r.line());
+            }
+        }
+    }
+
+    /// Audits an admin operation that changes no row of the store (a pool drain or reset acts on
+    /// the control plane): one row in its own transaction, then the audit file.
+    pub async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        server_id: Option<&ServerId>,
+        before: Option<&serde_json::Value>,
+        after: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let mut audit = AuditRecord::with_values(actor, action, server_id, before, after);
+        with_db!(self, |pool, d| {
+            let mut tx = super::begin_write(pool, d).await?;
+            insert_audit(&mut *tx, &mut audit).await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        })?;
+        self.audit_committed(&[audit]);
+        Ok(())
+    }
+
     /// Newest first, optionally for one server; at most `limit` (capped at [`MAX_AUDIT_PAGE`]).
     pub async fn list_audit(&self, server_id: Option<&ServerId>, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let limit = limit.clamp(1, MAX_AUDIT_PAGE);

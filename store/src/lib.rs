@@ -9,8 +9,12 @@
 //!
 //! The store is never on the MCP request hot path: nodes read configuration when they sync a
 //! pool, not per request.
+//!
+//! `audit_file.rs` ([`AuditFile`]) appends each committed audit row to the audit file
+//! (`POOL_AUDIT_ENABLED`), off the request path.
 
 mod audit;
+mod audit_file;
 mod metrics;
 mod migrations;
 mod servers;
@@ -24,18 +28,17 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 pub use audit::AuditEntry;
+pub use audit_file::{AuditFile, AUDIT_QUEUE};
 pub use metrics::StrategySnapshot;
 pub use migrations::{MigrationState, MigrationStatus};
 pub use servers::{BulkError, UpdateError};
 pub use sessions::{Recorded, SessionRow, StoredSession};
 pub use settings::GENERATED_JWT_SECRET;
 
-use poolgate_shared::config::{redact_url, DatabaseKind};
+use poolgate_shared::config::{redact_url, DatabaseKind, DbPoolSettings};
 
 /// How long a caller waits for a database connection before the store reports it unavailable.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-/// PostgreSQL connections per process; admin traffic and coordinator loops are light.
-pub const PG_MAX_CONNECTIONS: u32 = 10;
 /// SQLite connections: WAL allows concurrent readers; writers serialize on `BEGIN IMMEDIATE`.
 pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
 
@@ -128,6 +131,8 @@ pub struct Store {
     db: Db,
     /// `POOL_DEFAULT_*`: what the pool fields a server never set resolve to when read.
     defaults: Option<std::sync::Arc<poolgate_shared::domain::pool::PoolConfig>>,
+    /// `POOL_AUDIT_ENABLED`: committed audit rows are also appended here.
+    audit_file: Option<AuditFile>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +146,12 @@ impl Store {
     /// a node can start (and report `/ready` 503) while its database is down. SQLite files are
     /// created if missing.
     pub fn connect(url: &str, kind: &DatabaseKind) -> Result<Store, StoreError> {
+        Store::connect_with(url, kind, &DbPoolSettings::default())
+    }
+
+    /// [`Store::connect`] with the PostgreSQL pool sized by `pool` (`DB_POOL_SIZE`,
+    /// `DB_MAX_OVERFLOW`, `DB_POOL_TIMEOUT`, `DB_POOL_RECYCLE`); SQLite keeps its own limits.
+    pub fn connect_with(url: &str, kind: &DatabaseKind, pool: &DbPoolSettings) -> Result<Store, StoreError> {
         let bad = |reason: String| StoreError::BadUrl {
             url: redact_url(url),
             reason,
@@ -150,8 +161,9 @@ impl Store {
                 let opts = PgConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
                 Db::Postgres(
                     PgPoolOptions::new()
-                        .max_connections(PG_MAX_CONNECTIONS)
-                        .acquire_timeout(ACQUIRE_TIMEOUT)
+                        .max_connections(pool.max_connections())
+                        .acquire_timeout(pool.timeout)
+                        .max_lifetime(pool.recycle)
                         .connect_lazy_with(opts),
                 )
             }
@@ -170,7 +182,11 @@ impl Store {
                 )
             }
         };
-        Ok(Store { db, defaults: None })
+        Ok(Store {
+            db,
+            defaults: None,
+            audit_file: None,
+        })
     }
 
     /// Servers read from this store resolve the pool fields they never set to `defaults`
@@ -178,6 +194,17 @@ impl Store {
     pub fn with_pool_defaults(mut self, defaults: poolgate_shared::domain::pool::PoolConfig) -> Store {
         self.defaults = Some(std::sync::Arc::new(defaults));
         self
+    }
+
+    /// Every audit row committed through this store (and its clones made afterwards) is also
+    /// appended to `file` (`POOL_AUDIT_ENABLED`).
+    pub fn with_audit_file(mut self, file: Option<AuditFile>) -> Store {
+        self.audit_file = file;
+        self
+    }
+
+    pub fn audit_file(&self) -> Option<&AuditFile> {
+        self.audit_file.as_ref()
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -192,8 +219,13 @@ impl Store {
         })
     }
 
-    /// Closes every connection (tests and shutdown).
+    /// Closes every connection (tests and shutdown), after the audit file has every line queued.
     pub async fn close(&self) {
+        if let Some(file) = &self.audit_file {
+            if !file.flush().await {
+                tracing::warn!(path = %file.path().display(), "audit file: queued lines not written before shutdown");
+            }
+        }
         with_db!(self, |pool, _d| pool.close().await)
     }
 }

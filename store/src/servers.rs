@@ -245,7 +245,7 @@ impl Store {
     /// Registers a server and its pool; `Conflict` if the id is taken.
     pub async fn create_server(&self, server: &Server, actor: &str) -> Result<(), StoreError> {
         let row = ServerRow::from_server(server)?;
-        let audit = AuditRecord::new(actor, "server.create", Some(&server.id), None, Some(server));
+        let mut audit = AuditRecord::new(actor, "server.create", Some(&server.id), None, Some(server));
         let pool_id = format!("pool-{}", uuid::Uuid::new_v4().simple());
         with_db!(self, |pool, d| {
             let mut tx = begin_write(pool, d).await?;
@@ -262,8 +262,9 @@ impl Store {
                 .bind(server.updated_at)
                 .execute(&mut *tx)
                 .await?;
-            insert_audit(&mut *tx, &audit).await?;
+            insert_audit(&mut *tx, &mut audit).await?;
             tx.commit().await?;
+            self.audit_committed(&[audit]);
             Ok(())
         })
     }
@@ -308,7 +309,7 @@ impl Store {
             };
             let before = server_row!(row, self.defaults.as_deref());
             let after = change(&before).map_err(UpdateError::Rejected)?;
-            let audit = AuditRecord::new(actor, action, Some(id), Some(&before), Some(&after));
+            let mut audit = AuditRecord::new(actor, action, Some(id), Some(&before), Some(&after));
             let row = ServerRow::from_server(&after)?;
             bind_server!(sqlx::query(UPDATE), row).execute(&mut *tx).await?;
             sqlx::query(UPDATE_POOL)
@@ -318,8 +319,9 @@ impl Store {
                 .bind(after.updated_at)
                 .execute(&mut *tx)
                 .await?;
-            insert_audit(&mut *tx, &audit).await?;
+            insert_audit(&mut *tx, &mut audit).await?;
             tx.commit().await?;
+            self.audit_committed(&[audit]);
             Ok(after)
         })
     }
@@ -341,9 +343,10 @@ impl Store {
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?;
-            let audit = AuditRecord::new(actor, "server.delete", Some(id), Some(&before), None);
-            insert_audit(&mut *tx, &audit).await?;
+            let mut audit = AuditRecord::new(actor, "server.delete", Some(id), Some(&before), None);
+            insert_audit(&mut *tx, &mut audit).await?;
             tx.commit().await?;
+            self.audit_committed(&[audit]);
             Ok(true)
         })
     }
@@ -380,6 +383,7 @@ impl Store {
                 }
             };
             let mut updated = Vec::with_capacity(targets.len());
+            let mut audits = Vec::with_capacity(targets.len());
             for before in &targets {
                 let after = change(before).map_err(|e| BulkError::Rejected(before.id.clone(), e))?;
                 updated.push(after);
@@ -394,10 +398,12 @@ impl Store {
                     .bind(after.updated_at)
                     .execute(&mut *tx)
                     .await?;
-                let audit = AuditRecord::new(actor, action, Some(&after.id), Some(before), Some(after));
-                insert_audit(&mut *tx, &audit).await?;
+                let mut audit = AuditRecord::new(actor, action, Some(&after.id), Some(before), Some(after));
+                insert_audit(&mut *tx, &mut audit).await?;
+                audits.push(audit);
             }
             tx.commit().await?;
+            self.audit_committed(&audits);
             Ok(updated)
         })
     }

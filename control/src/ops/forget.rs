@@ -25,7 +25,7 @@ impl RedisControlPlane {
             return Ok(false);
         }
         let registry = registry_key(&self.prefix);
-        self.bounded(self.client.srem::<i64, _, _>(registry, pool.as_str()))
+        self.bounded(self.client().srem::<i64, _, _>(registry, pool.as_str()))
             .await?;
         Ok(true)
     }

@@ -66,7 +66,7 @@ impl RedisControlPlane {
 
     pub async fn leader(&self) -> Result<Option<(String, u64)>, ControlError> {
         let [holder, _] = leader_keys(&self.prefix);
-        let value: Option<String> = self.bounded(self.client.get(holder)).await?;
+        let value: Option<String> = self.bounded(self.client().get(holder)).await?;
         Ok(value.as_deref().and_then(crate::parse_leader))
     }
 

@@ -31,7 +31,7 @@ impl RedisControlPlane {
 
     pub async fn slots(&self, pool: &ServerId) -> Result<Vec<SlotRecord>, ControlError> {
         let key = self.keys(pool).get(PoolKey::Slots).to_owned();
-        let raw: Vec<Value> = self.bounded(self.client.hvals::<Vec<Value>, _>(key)).await?;
+        let raw: Vec<Value> = self.bounded(self.client().hvals::<Vec<Value>, _>(key)).await?;
         let mut out = raw.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         out.sort_by_key(|s| s.seq);
         Ok(out)
@@ -40,14 +40,14 @@ impl RedisControlPlane {
     pub async fn note_health(&self, pool: &ServerId, pinged: u32, failed: u32) -> Result<(), ControlError> {
         let keys = self.keys(pool);
         let fields = vec![("hping", i64::from(pinged)), ("hfail", i64::from(failed))];
-        self.bounded(self.client.hset::<i64, _, _>(keys.stats_key(), fields))
+        self.bounded(self.client().hset::<i64, _, _>(keys.stats_key(), fields))
             .await
             .map(|_| ())
     }
 
     pub async fn note_timeout(&self, pool: &ServerId) -> Result<(), ControlError> {
         let keys = self.keys(pool);
-        self.bounded(self.client.hincrby::<i64, _, _>(keys.stats_key(), "tmo", 1))
+        self.bounded(self.client().hincrby::<i64, _, _>(keys.stats_key(), "tmo", 1))
             .await
             .map(|_| ())
     }

@@ -33,7 +33,7 @@ impl RedisControlPlane {
         };
         if changed == 1 {
             let registry = registry_key(&self.prefix);
-            self.bounded(self.client.sadd::<i64, _, _>(registry, pool.as_str()))
+            self.bounded(self.client().sadd::<i64, _, _>(registry, pool.as_str()))
                 .await?;
         }
         Ok(Synced {

@@ -46,9 +46,34 @@ pub(crate) fn pool_script(body: &str) -> Script {
     Script::from_lua(format!("{PRELUDE}\n{body}"))
 }
 
+/// How the Redis clients connect (`REDIS_POOL_SIZE`, `REDIS_POOL_TIMEOUT`,
+/// `REDIS_SOCKET_KEEPALIVE`).
+#[derive(Clone, Copy, Debug)]
+pub struct RedisOptions {
+    /// Connections for commands (each multiplexed; calls are spread round-robin), plus the one
+    /// pub/sub connection.
+    pub pool_size: usize,
+    /// Bound on every call.
+    pub call_timeout: Duration,
+    /// TCP keepalive probes on the connections (idle time before the first probe).
+    pub keepalive: Option<Duration>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            pool_size: 1,
+            call_timeout: CALL_TIMEOUT,
+            keepalive: None,
+        }
+    }
+}
+
 /// Redis-backed control plane.
 pub struct RedisControlPlane {
-    pub(crate) client: Client,
+    clients: Vec<Client>,
+    next: std::sync::atomic::AtomicUsize,
+    call_timeout: Duration,
     subscriber: SubscriberClient,
     pub(crate) prefix: String,
     /// Channel → notifier of local waiters.
@@ -64,8 +89,14 @@ impl std::fmt::Debug for RedisControlPlane {
 }
 
 impl RedisControlPlane {
-    /// Builds the clients and starts connecting in the background.
+    /// Builds the clients (default options) and starts connecting in the background.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, ControlError> {
+        Self::connect_with(url, prefix, RedisOptions::default())
+    }
+
+    /// Builds the clients and starts connecting in the background.
+    pub fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<Self, ControlError> {
+        let call_timeout = options.call_timeout;
         let mut config = FredConfig::from_url(url).map_err(|e| ControlError::Config(e.to_string()))?;
         // Apply the reconnect policy to the first connection too: a node started while Redis is
         // down must connect once it comes up (fred's default gives up on a failed first attempt).
@@ -74,10 +105,14 @@ impl RedisControlPlane {
         builder
             .with_connection_config(|c| {
                 c.connection_timeout = CONNECT_TIMEOUT;
-                c.internal_command_timeout = CALL_TIMEOUT;
+                c.internal_command_timeout = call_timeout;
+                c.tcp.nodelay = Some(true);
+                c.tcp.keepalive = options
+                    .keepalive
+                    .map(|idle| socket2::TcpKeepalive::new().with_time(idle).with_interval(idle));
             })
             .with_performance_config(|p| {
-                p.default_command_timeout = CALL_TIMEOUT;
+                p.default_command_timeout = call_timeout;
             })
             .set_policy(ReconnectPolicy::new_exponential(
                 0,
@@ -85,13 +120,18 @@ impl RedisControlPlane {
                 RECONNECT_MAX_MS,
                 2,
             ));
-        let client = builder.build().map_err(|e| ControlError::Config(e.to_string()))?;
+        let mut clients = Vec::with_capacity(options.pool_size.max(1));
+        for _ in 0..options.pool_size.max(1) {
+            clients.push(builder.build().map_err(|e| ControlError::Config(e.to_string()))?);
+        }
         let subscriber = builder
             .build_subscriber_client()
             .map_err(|e| ControlError::Config(e.to_string()))?;
         // The handles finish only when the clients quit; connection errors are retried by the
         // reconnect policy and surface through `ping` and calls.
-        drop(client.connect());
+        for client in &clients {
+            drop(client.connect());
+        }
         drop(subscriber.connect());
         drop(subscriber.manage_subscriptions());
         let watchers: Arc<Mutex<HashMap<String, watch::Sender<u64>>>> = Arc::default();
@@ -128,7 +168,9 @@ impl RedisControlPlane {
             }
         }));
         Ok(RedisControlPlane {
-            client,
+            clients,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            call_timeout,
             subscriber,
             prefix: prefix.to_owned(),
             watchers,
@@ -140,9 +182,11 @@ impl RedisControlPlane {
         &self.prefix
     }
 
-    /// The underlying client (tests and benchmarks inspect Redis through it).
+    /// A command client (round-robin over `REDIS_POOL_SIZE` connections); tests and benchmarks
+    /// inspect Redis through it too.
     pub fn client(&self) -> &Client {
-        &self.client
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.clients[i % self.clients.len()]
     }
 
     pub(crate) fn keys(&self, pool: &ServerId) -> PoolKeys {
@@ -154,12 +198,13 @@ impl RedisControlPlane {
     where
         F: std::future::Future<Output = Result<T, FredError>>,
     {
-        if !self.client.is_connected() {
+        if !self.clients.iter().any(|c| c.is_connected()) {
             return Err(ControlError::Unavailable("not connected to redis".to_owned()));
         }
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        match tokio::time::timeout(self.call_timeout, call).await {
             Err(_) => Err(ControlError::OutcomeUnknown(format!(
-                "no reply within {CALL_TIMEOUT:?}"
+                "no reply within {:?}",
+                self.call_timeout
             ))),
             Ok(Err(e)) => Err(classify(e)),
             Ok(Ok(v)) => Ok(v),
@@ -172,7 +217,7 @@ impl RedisControlPlane {
         keys: Vec<String>,
         args: Vec<Value>,
     ) -> Result<Value, ControlError> {
-        self.bounded(script.evalsha_with_reload::<Value, _, _>(&self.client, keys, args))
+        self.bounded(script.evalsha_with_reload::<Value, _, _>(self.client(), keys, args))
             .await
     }
 
@@ -186,11 +231,11 @@ impl RedisControlPlane {
     }
 
     pub async fn ping(&self) -> Result<(), ControlError> {
-        self.bounded(self.client.ping::<String>(None)).await.map(|_| ())
+        self.bounded(self.client().ping::<String>(None)).await.map(|_| ())
     }
 
     pub async fn pools(&self) -> Result<Vec<ServerId>, ControlError> {
-        let ids: Vec<String> = self.bounded(self.client.smembers(registry_key(&self.prefix))).await?;
+        let ids: Vec<String> = self.bounded(self.client().smembers(registry_key(&self.prefix))).await?;
         let mut out: Vec<ServerId> = ids.iter().filter_map(|i| ServerId::parse(i).ok()).collect();
         out.sort();
         Ok(out)
@@ -225,7 +270,9 @@ impl RedisControlPlane {
 
     pub async fn close(&self) {
         let _ = tokio::time::timeout(CALL_TIMEOUT, self.subscriber.quit()).await;
-        let _ = tokio::time::timeout(CALL_TIMEOUT, self.client.quit()).await;
+        for client in &self.clients {
+            let _ = tokio::time::timeout(self.call_timeout, client.quit()).await;
+        }
     }
 }
 

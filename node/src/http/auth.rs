@@ -1,6 +1,8 @@
 //! Bearer authentication as extractors: [`Reader`] for any valid token, [`Admin`] for a role in
-//! `POOL_ADMIN_ROLES` or the `servers.update` permission. With `AUTH_REQUIRED=false` both
-//! admit everyone as the anonymous admin `anonymous`.
+//! `POOL_ADMIN_ROLES` or the `servers.update` permission — on the admin API, where
+//! `POOL_ADMIN_AUTH_REQUIRED` (seed 000; default: `AUTH_REQUIRED`) decides whether a token is
+//! needed — and [`McpCaller`] on the MCP endpoint, governed by `AUTH_REQUIRED`. Without a
+//! required token every caller is the anonymous admin `anonymous`.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -24,8 +26,11 @@ pub struct Reader(pub Caller);
 /// A caller allowed to change servers and pools.
 pub struct Admin(pub Caller);
 
-fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    if !state.config.auth.required {
+/// A caller of the MCP endpoint (`AUTH_REQUIRED`).
+pub struct McpCaller(pub Caller);
+
+fn authenticate(parts: &Parts, state: &AppState, required: bool) -> Result<Caller, ApiError> {
+    if !required {
         return Ok(Caller {
             subject: "anonymous".to_owned(),
             admin: true,
@@ -57,14 +62,21 @@ fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate(parts, state).map(Reader)
+        authenticate(parts, state, state.config.auth.admin_required()).map(Reader)
+    }
+}
+
+impl FromRequestParts<AppState> for McpCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate(parts, state, state.config.auth.required).map(McpCaller)
     }
 }
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state)?;
+        let caller = authenticate(parts, state, state.config.auth.admin_required())?;
         if !caller.admin {
             return Err(ApiError::forbidden(format!(
                 "this needs a role in POOL_ADMIN_ROLES ({}) or the servers.update permission",

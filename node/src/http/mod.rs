@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/servers/pools", get(admin::pools::list_pools))
         .route("/api/servers/pools/health", get(admin::ops::health))
         .route("/api/servers/{id}/pool/stats", get(admin::ops::stats))
+        .route("/api/servers/{id}/health", get(admin::ops::server_health))
         .route("/api/servers/{id}/pool/sessions", get(admin::ops::sessions))
         .route("/api/servers/{id}/pool/drain", axum::routing::post(admin::ops::drain))
         .route("/api/servers/{id}/pool/reset", axum::routing::post(admin::ops::reset))

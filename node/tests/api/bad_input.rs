@@ -133,7 +133,7 @@ async fn malformed_requests(backend: Backend) {
             Method::PUT,
             "/api/servers/s1",
             Some("text/plain"),
-            br#"{"name": "x"}"#.to_vec(),
+            b"name=x".to_vec(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             None,

@@ -7,6 +7,7 @@ mod mcp_client;
 mod peers;
 
 mod audit;
+mod audit_file;
 mod auth;
 mod bad_input;
 mod bulk;
@@ -25,6 +26,7 @@ mod probes;
 mod rolling;
 mod sdk;
 mod secrets;
+mod seeds;
 mod servers;
 mod shutdown;
 mod slots;

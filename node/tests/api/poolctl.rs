@@ -1,4 +1,4 @@
-//! The `poolctl` binary against a running node: `health` exit codes 0/1/2 (and 3 unreachable)
+//! The `poolctl` binary against a running node: `health` exit codes 0/1/2 (2 also unreachable)
 //! like seed 000's check-pool-health.sh, human tables and `--json`, refused input reported.
 
 use std::process::Command;
@@ -85,13 +85,13 @@ async fn health_exit_codes_follow_the_pools_health() {
         (Some("unhealthy"), Some(1))
     );
 
-    // Nothing listening: UNKNOWN, exit 3.
+    // Nothing listening: critical, exit 2 (as seed 000's script), saying why.
     let out = Command::new(BIN)
         .args(["--url", "http://127.0.0.1:9", "health"])
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("UNKNOWN"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the gateway"));
     b.stop().await;
     a.stop().await;
 }

@@ -17,6 +17,8 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 #[derive(Clone, Debug)]
 pub struct AuthSettings {
     pub required: bool,
+    /// `POOL_ADMIN_AUTH_REQUIRED`: tokens on the admin API; `None`: as `required`.
+    pub admin_auth_required: Option<bool>,
     /// Accept `AUTH_REQUIRED=false` on a non-loopback `HOST` (`ALLOW_INSECURE_AUTH_OFF`).
     pub allow_insecure_auth_off: bool,
     /// `/metrics` needs a bearer token (`METRICS_AUTH_REQUIRED`).
@@ -36,6 +38,11 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
+    /// Whether the admin API needs a token (`POOL_ADMIN_AUTH_REQUIRED`, else `AUTH_REQUIRED`).
+    pub fn admin_required(&self) -> bool {
+        self.admin_auth_required.unwrap_or(self.required)
+    }
+
     pub(super) fn load(src: &Sources<'_>) -> Result<AuthSettings, ConfigError> {
         let roles = src
             .get_opt_string(&keys::POOL_ADMIN_ROLES)
@@ -43,6 +50,12 @@ impl AuthSettings {
             .unwrap_or_else(|| DEFAULT_POOL_ADMIN_ROLES.to_owned());
         Ok(AuthSettings {
             required: src.get_bool(&keys::AUTH_REQUIRED, DEFAULT_AUTH_REQUIRED)?,
+            admin_auth_required: match src.get_opt_string(&keys::POOL_ADMIN_AUTH_REQUIRED) {
+                Some((v, _)) if !v.is_empty() => {
+                    Some(src.get_bool(&keys::POOL_ADMIN_AUTH_REQUIRED, DEFAULT_AUTH_REQUIRED)?)
+                }
+                _ => None,
+            },
             allow_insecure_auth_off: src.get_bool(&keys::ALLOW_INSECURE_AUTH_OFF, false)?,
             metrics_auth_required: src.get_bool(&keys::METRICS_AUTH_REQUIRED, DEFAULT_METRICS_AUTH_REQUIRED)?,
             jwt_secret_key: src.get_opt_string(&keys::JWT_SECRET_KEY).map(|(v, _)| Secret(v)),
@@ -98,6 +111,7 @@ impl AuthSettings {
         };
         out.extend([
             (keys::AUTH_REQUIRED.env, self.required.to_string()),
+            (keys::POOL_ADMIN_AUTH_REQUIRED.env, self.admin_required().to_string()),
             (
                 keys::ALLOW_INSECURE_AUTH_OFF.env,
                 self.allow_insecure_auth_off.to_string(),

@@ -43,6 +43,10 @@ pub const DATABASE_URL: Key = Key {
     path: "database.url",
     secret: true,
 };
+pub const DB_POOL_SIZE: Key = key("DB_POOL_SIZE", "database.pool_size");
+pub const DB_MAX_OVERFLOW: Key = key("DB_MAX_OVERFLOW", "database.max_overflow");
+pub const DB_POOL_TIMEOUT: Key = key("DB_POOL_TIMEOUT", "database.pool_timeout");
+pub const DB_POOL_RECYCLE: Key = key("DB_POOL_RECYCLE", "database.pool_recycle");
 
 pub const AUTH_REQUIRED: Key = key("AUTH_REQUIRED", "auth.required");
 pub const JWT_SECRET_KEY: Key = Key {
@@ -51,6 +55,8 @@ pub const JWT_SECRET_KEY: Key = Key {
     path: "auth.jwt_secret_key",
     secret: true,
 };
+/// Tokens on the admin API (seed 000); unset: as `AUTH_REQUIRED`.
+pub const POOL_ADMIN_AUTH_REQUIRED: Key = key("POOL_ADMIN_AUTH_REQUIRED", "auth.admin_auth_required");
 /// `AUTH_REQUIRED=false` on a HOST that is not loopback is refused unless this is true.
 pub const ALLOW_INSECURE_AUTH_OFF: Key = key("ALLOW_INSECURE_AUTH_OFF", "auth.allow_insecure_auth_off");
 /// `/metrics` needs a bearer token too.
@@ -153,6 +159,10 @@ pub const POOL_MANAGER_METRICS_RETENTION_DAYS: Key = key(
     "POOL_MANAGER_METRICS_RETENTION_DAYS",
     "pooling.manager.metrics_retention_days",
 );
+/// Append every committed admin change to `POOL_AUDIT_LOG_PATH` (seed 000), one JSON line each.
+pub const POOL_AUDIT_ENABLED: Key = key("POOL_AUDIT_ENABLED", "pooling.audit.enabled");
+/// The audit file; reopened on SIGHUP and when it was rotated away.
+pub const POOL_AUDIT_LOG_PATH: Key = key("POOL_AUDIT_LOG_PATH", "pooling.audit.log_path");
 
 pub const REDIS_ENABLED: Key = key("REDIS_ENABLED", "pooling.redis.enabled");
 pub const REDIS_URL: Key = Key {
@@ -168,6 +178,9 @@ pub const REDIS_LEADER_HEARTBEAT_INTERVAL: Key = key(
     "pooling.redis.leader_heartbeat_interval",
 );
 pub const REDIS_LEADER_RENEW_DEADLINE: Key = key("REDIS_LEADER_RENEW_DEADLINE", "pooling.redis.leader_renew_deadline");
+pub const REDIS_POOL_SIZE: Key = key("REDIS_POOL_SIZE", "pooling.redis.pool_size");
+pub const REDIS_POOL_TIMEOUT: Key = key("REDIS_POOL_TIMEOUT", "pooling.redis.pool_timeout");
+pub const REDIS_SOCKET_KEEPALIVE: Key = key("REDIS_SOCKET_KEEPALIVE", "pooling.redis.socket_keepalive");
 
 pub const UPSTREAM_MAX_RESPONSE_BYTES: Key = key("UPSTREAM_MAX_RESPONSE_BYTES", "upstream.max_response_bytes");
 pub const UPSTREAM_MAX_EVENT_BYTES: Key = key("UPSTREAM_MAX_EVENT_BYTES", "upstream.max_event_bytes");
@@ -185,7 +198,12 @@ pub const ALL: &[Key] = &[
     ADMIN_BODY_LIMIT,
     ALLOWED_ORIGINS,
     DATABASE_URL,
+    DB_POOL_SIZE,
+    DB_MAX_OVERFLOW,
+    DB_POOL_TIMEOUT,
+    DB_POOL_RECYCLE,
     AUTH_REQUIRED,
+    POOL_ADMIN_AUTH_REQUIRED,
     ALLOW_INSECURE_AUTH_OFF,
     METRICS_AUTH_REQUIRED,
     JWT_SECRET_KEY,
@@ -212,12 +230,17 @@ pub const ALL: &[Key] = &[
     POOL_MANAGER_RECONCILE_INTERVAL,
     POOL_MANAGER_WARMUP_INTERVAL,
     POOL_MANAGER_METRICS_RETENTION_DAYS,
+    POOL_AUDIT_ENABLED,
+    POOL_AUDIT_LOG_PATH,
     REDIS_ENABLED,
     REDIS_URL,
     REDIS_POOL_PREFIX,
     REDIS_LEADER_TTL,
     REDIS_LEADER_HEARTBEAT_INTERVAL,
     REDIS_LEADER_RENEW_DEADLINE,
+    REDIS_POOL_SIZE,
+    REDIS_POOL_TIMEOUT,
+    REDIS_SOCKET_KEEPALIVE,
     UPSTREAM_MAX_RESPONSE_BYTES,
     UPSTREAM_MAX_EVENT_BYTES,
     UPSTREAM_REQUEST_TIMEOUT,

@@ -13,10 +13,14 @@
 //! - One file per section, each with its defaults, `load`, `validate` and `summary`:
 //!   `server.rs` ([`ServerSettings`]), `database.rs` ([`DatabaseSettings`]), `auth.rs`
 //!   ([`AuthSettings`]), `pooling.rs` ([`PoolingSettings`], [`ManagerSettings`], the
-//!   `POOL_DEFAULT_*` pool configuration), `redis.rs` ([`RedisSettings`]), `upstream.rs`
+//!   `POOL_DEFAULT_*` pool configuration), `audit.rs` ([`AuditSettings`], `pooling.audit.*`: the
+//!   audit file), `redis.rs` ([`RedisSettings`]), `upstream.rs`
 //!   ([`UpstreamSettings`]: answer size limits, request timeout, circuit breakers).
+//! - `unread.rs`: [`unread_settings`], the start-up warnings naming every variable with a
+//!   poolgate prefix that nothing reads (seed names poolgate does not support say why).
 //! - `mod.rs`: [`Config`] (the sections together, the rules that span sections, [`Mode`]).
 
+mod audit;
 mod auth;
 mod database;
 pub mod keys;
@@ -24,16 +28,20 @@ mod pooling;
 mod redis;
 mod server;
 mod sources;
+mod unread;
 mod upstream;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use audit::{AuditSettings, DEFAULT_AUDIT_ENABLED, DEFAULT_AUDIT_LOG_PATH};
 pub use auth::{
     AuthSettings, DEFAULT_AUTH_REQUIRED, DEFAULT_METRICS_AUTH_REQUIRED, DEFAULT_POOL_ADMIN_ROLES,
     DEFAULT_SESSION_MAX_AGE, MIN_JWT_SECRET_BYTES,
 };
-pub use database::{DatabaseKind, DatabaseSettings, DEFAULT_DATABASE_URL};
+pub use database::{
+    DatabaseKind, DatabaseSettings, DbPoolSettings, DEFAULT_DATABASE_URL, DEFAULT_DB_POOL_SIZE, DEFAULT_DB_POOL_TIMEOUT,
+};
 pub use pooling::{
     ManagerSettings, PoolingSettings, DEFAULT_CLEANUP_INTERVAL, DEFAULT_HEALTH_CHECK_INTERVAL,
     DEFAULT_METRICS_RETENTION_DAYS, DEFAULT_POOL_ENABLED, DEFAULT_PRE_PING_WINDOW, DEFAULT_RECONCILE_INTERVAL,
@@ -49,6 +57,7 @@ pub use server::{
 };
 use sources::Sources;
 pub use sources::{redact_credentials, redact_url, Origin, Secret};
+pub use unread::unread_settings;
 pub use upstream::{
     UpstreamSettings, DEFAULT_UPSTREAM_BREAKER_OPEN_SECONDS, DEFAULT_UPSTREAM_BREAKER_THRESHOLD,
     DEFAULT_UPSTREAM_MAX_EVENT_BYTES, DEFAULT_UPSTREAM_MAX_RESPONSE_BYTES, DEFAULT_UPSTREAM_REQUEST_TIMEOUT,
@@ -158,11 +167,22 @@ impl Config {
         self.auth.validate()?;
         self.pooling.validate()?;
         self.upstream.validate()?;
-        if !self.auth.required && !self.auth.allow_insecure_auth_off && !is_loopback_host(&self.server.host) {
+        let open = if !self.auth.required {
+            Some(keys::AUTH_REQUIRED.env)
+        } else if !self.auth.admin_required() {
+            Some(keys::POOL_ADMIN_AUTH_REQUIRED.env)
+        } else {
+            None
+        };
+        if let (Some(key), false, false) = (
+            open,
+            self.auth.allow_insecure_auth_off,
+            is_loopback_host(&self.server.host),
+        ) {
             return Err(ConfigError::invalid(
-                keys::AUTH_REQUIRED.env,
+                key,
                 format!(
-                    "false with HOST {:?} would open the admin API and every MCP server to the network without a token; \
+                    "false with HOST {:?} would open poolgate's API to the network without a token; \
                      bind HOST to a loopback address (127.0.0.1, ::1, localhost) for local use, or set ALLOW_INSECURE_AUTH_OFF=true \
                      to accept that",
                     self.server.host

@@ -1,11 +1,13 @@
 //! `pooling.*`: the global switch, the pre-ping window, the pool configuration given to new
 //! servers (`POOL_DEFAULT_*`, validated exactly as the admin API validates) and the leader's pass
-//! intervals (`pooling.manager.*`). Redis settings live in [`super::redis`].
+//! intervals (`pooling.manager.*`). Redis settings live in [`super::redis`], the audit file's in
+//! [`super::audit`].
 
 use std::time::Duration;
 
 use crate::domain::pool::{PoolConfig, PoolConfigPatch};
 
+use super::audit::AuditSettings;
 use super::keys::{self, Key};
 use super::redis::RedisSettings;
 use super::sources::{Origin, Sources};
@@ -44,6 +46,8 @@ pub struct PoolingSettings {
     /// Pool configuration given to servers registered without one.
     pub defaults: PoolConfig,
     pub manager: ManagerSettings,
+    /// `pooling.audit.*`: the audit file.
+    pub audit: AuditSettings,
     pub redis: RedisSettings,
 }
 
@@ -71,6 +75,7 @@ impl PoolingSettings {
                     "must be a whole number of days",
                 )?,
             },
+            audit: AuditSettings::load(src)?,
             redis,
         })
     }
@@ -82,6 +87,7 @@ impl PoolingSettings {
                 "must be at least 1 day",
             ));
         }
+        self.audit.validate()?;
         self.redis.validate()
     }
 
@@ -131,6 +137,7 @@ impl PoolingSettings {
                 m.metrics_retention_days.to_string(),
             ),
         ]);
+        self.audit.summary(out);
         self.redis.summary(out);
     }
 }

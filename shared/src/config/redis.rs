@@ -26,11 +26,24 @@ const SCHEMES: [&str; 6] = [
 #[derive(Clone)]
 pub struct RedisSettings {
     pub url: Option<Secret>,
+    /// A `REDIS_URL` given while `REDIS_ENABLED=false`: not used, but shown as such at start-up.
+    pub unused_url: Option<Secret>,
     pub prefix: String,
     pub leader_ttl: Duration,
     pub leader_heartbeat_interval: Duration,
     pub leader_renew_deadline: Duration,
+    /// `REDIS_POOL_SIZE`: command connections per process (plus one for pub/sub).
+    pub pool_size: u32,
+    /// `REDIS_POOL_TIMEOUT`: the bound on every Redis call.
+    pub pool_timeout: Duration,
+    /// `REDIS_SOCKET_KEEPALIVE`: TCP keepalive probes on the connections.
+    pub socket_keepalive: bool,
 }
+
+/// One multiplexed connection carries a node's calls well; more spread them.
+pub const DEFAULT_REDIS_POOL_SIZE: u32 = 1;
+pub const DEFAULT_REDIS_POOL_TIMEOUT: u64 = 2;
+const MAX_REDIS_POOL_SIZE: u32 = 64;
 
 impl fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,6 +71,7 @@ impl RedisSettings {
             ));
         }
         Ok(RedisSettings {
+            unused_url: url.clone().filter(|_| !enabled).map(|(v, _)| Secret(v)),
             url: url.filter(|_| enabled).map(|(v, _)| Secret(v)),
             prefix: src
                 .get_opt_string(&keys::REDIS_POOL_PREFIX)
@@ -69,6 +83,13 @@ impl RedisSettings {
                 DEFAULT_LEADER_HEARTBEAT_INTERVAL,
             )?,
             leader_renew_deadline: src.get_secs(&keys::REDIS_LEADER_RENEW_DEADLINE, DEFAULT_LEADER_RENEW_DEADLINE)?,
+            pool_size: src.get(
+                &keys::REDIS_POOL_SIZE,
+                DEFAULT_REDIS_POOL_SIZE,
+                "must be a whole number of connections",
+            )?,
+            pool_timeout: src.get_secs(&keys::REDIS_POOL_TIMEOUT, DEFAULT_REDIS_POOL_TIMEOUT)?,
+            socket_keepalive: src.get_bool(&keys::REDIS_SOCKET_KEEPALIVE, false)?,
         })
     }
 
@@ -101,9 +122,21 @@ impl RedisSettings {
                 ),
             ));
         }
+        if !(1..=MAX_REDIS_POOL_SIZE).contains(&self.pool_size) {
+            return Err(ConfigError::invalid(
+                keys::REDIS_POOL_SIZE.env,
+                format!("must be 1 to {MAX_REDIS_POOL_SIZE} (got {})", self.pool_size),
+            ));
+        }
         if let Some(url) = &self.url {
             let parsed = url::Url::parse(url.expose())
                 .map_err(|e| ConfigError::invalid(keys::REDIS_URL.env, format!("is not a URL ({e})")))?;
+            if parsed.query_pairs().any(|(k, v)| k == "cluster" && v != "false") {
+                return Err(ConfigError::invalid(
+                    keys::REDIS_URL.env,
+                    "?cluster=true is not how poolgate selects Redis Cluster: use redis-cluster://HOST:PORT?node=HOST2:PORT2 (or rediss-cluster:// for TLS)",
+                ));
+            }
             if !SCHEMES.contains(&parsed.scheme()) {
                 return Err(ConfigError::invalid(
                     keys::REDIS_URL.env,
@@ -120,13 +153,19 @@ impl RedisSettings {
 
     pub(super) fn summary(&self, out: &mut Summary) {
         out.extend([
+            (keys::REDIS_ENABLED.env, self.url.is_some().to_string()),
             (
                 keys::REDIS_URL.env,
-                self.url
-                    .as_ref()
-                    .map_or("(unset)".to_owned(), |u| redact_url(u.expose())),
+                match (&self.url, &self.unused_url) {
+                    (Some(u), _) => redact_url(u.expose()),
+                    (None, Some(u)) => format!("{} (not used: REDIS_ENABLED=false)", redact_url(u.expose())),
+                    (None, None) => "(unset)".to_owned(),
+                },
             ),
             (keys::REDIS_POOL_PREFIX.env, self.prefix.clone()),
+            (keys::REDIS_POOL_SIZE.env, self.pool_size.to_string()),
+            (keys::REDIS_POOL_TIMEOUT.env, self.pool_timeout.as_secs().to_string()),
+            (keys::REDIS_SOCKET_KEEPALIVE.env, self.socket_keepalive.to_string()),
             (keys::REDIS_LEADER_TTL.env, self.leader_ttl.as_secs().to_string()),
             (
                 keys::REDIS_LEADER_HEARTBEAT_INTERVAL.env,

@@ -285,10 +285,22 @@ fn the_example_file_is_valid_and_matches_the_defaults() {
     let text = std::fs::read_to_string(&path).expect("config.example.yaml");
     let from_file = load(&[], Some(&text)).expect("example is valid");
     let defaults = load(&[], None).expect("defaults");
+    // The example shows a Redis URL with Redis disabled: shown as not used, otherwise the same.
+    let effective = |c: &Config| -> Vec<(&'static str, String)> {
+        c.summary()
+            .into_iter()
+            .skip(2)
+            .filter(|(k, _)| *k != "REDIS_URL")
+            .collect()
+    };
     assert_eq!(
-        format!("{:?}", &from_file.summary()[2..]),
-        format!("{:?}", &defaults.summary()[2..])
+        format!("{:?}", effective(&from_file)),
+        format!("{:?}", effective(&defaults))
     );
+    assert!(from_file
+        .summary()
+        .iter()
+        .any(|(k, v)| *k == "REDIS_URL" && v.ends_with("(not used: REDIS_ENABLED=false)")));
 }
 
 #[test]

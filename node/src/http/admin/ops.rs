@@ -152,6 +152,36 @@ pub async fn sessions(
     Ok(Json(json!({"server_id": server.id, "sessions": list})))
 }
 
+/// `GET /api/servers/{id}/health` (seed 000's troubleshooting page): the server's endpoints with
+/// their breakers, its pool's health score and status, and the last health check.
+pub async fn server_health(
+    State(state): State<AppState>,
+    Reader(_): Reader,
+    ServerIdPath(id): ServerIdPath,
+) -> Result<Json<Value>, ApiError> {
+    let server = super::load_server(&state, &id).await?;
+    let s = state.control.stats(&server.id).await.map_err(control_unavailable)?;
+    let score = health_score(&s, server.endpoints.len());
+    let status = if score < UNHEALTHY_BELOW {
+        "unhealthy"
+    } else if score < DEGRADED_BELOW {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    Ok(Json(json!({
+        "server_id": server.id,
+        "status": status,
+        "health_score": score,
+        "pool_enabled": server.pool.pool_enabled,
+        "endpoints": breakers(&server, &s),
+        "last_health_check": {"checked": s.health_pinged, "failed": s.health_failed},
+        "create_failures": s.create_failures,
+        "total_sessions": s.slots,
+        "unhealthy_sessions": s.unhealthy,
+    })))
+}
+
 pub async fn health(State(state): State<AppState>, Reader(_): Reader) -> Result<Json<Value>, ApiError> {
     let servers = state.store.list_servers().await?;
     let mut pools = Vec::new();
@@ -217,7 +247,17 @@ pub async fn drain(
         )));
     }
     let mut changes = state.control.changes(&server.id).await.map_err(control_unavailable)?;
-    mark_draining(&state, &server).await.map_err(control_unavailable)?;
+    audited(
+        &state,
+        &server,
+        &caller.subject,
+        "pool.drain",
+        move |state, server| async move {
+            let marked = mark_draining(&state, &server).await.map_err(control_unavailable)?;
+            Ok(json!({"marked_draining": marked, "timeout": timeout}))
+        },
+    )
+    .await?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
     let left = loop {
         let s = state.control.stats(&server.id).await.map_err(control_unavailable)?;
@@ -245,19 +285,80 @@ pub async fn reset(
     ServerIdPath(id): ServerIdPath,
 ) -> Result<Json<Value>, ApiError> {
     let server = super::load_server(&state, &id).await?;
-    let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
-    let mut closed = 0;
-    for slot in &slots {
-        let changed = state
-            .control
-            .mark(&server.id, &slot.id, poolgate_control::SlotState::Retired)
-            .await
-            .map_err(control_unavailable)?;
-        closed += changed.closed.len();
-        close_now(&state, &server, changed.closed).await;
-    }
-    tracing::info!(server_id = %id, actor = %caller.subject, retired = slots.len(), "pool reset");
-    Ok(Json(json!({"server_id": id, "retired": slots.len(), "closed": closed})))
+    let done = audited(
+        &state,
+        &server,
+        &caller.subject,
+        "pool.reset",
+        |state, server| async move {
+            let slots = state.control.slots(&server.id).await.map_err(control_unavailable)?;
+            let mut closed = 0;
+            for slot in &slots {
+                let changed = state
+                    .control
+                    .mark(&server.id, &slot.id, poolgate_control::SlotState::Retired)
+                    .await
+                    .map_err(control_unavailable)?;
+                closed += changed.closed.len();
+                close_now(&state, &server, changed.closed).await;
+            }
+            Ok(json!({"retired": slots.len(), "closed": closed}))
+        },
+    )
+    .await?;
+    tracing::info!(server_id = %id, actor = %caller.subject, retired = %done["retired"], "pool reset");
+    Ok(Json(
+        json!({"server_id": id, "retired": done["retired"], "closed": done["closed"]}),
+    ))
+}
+
+/// A pool's figures, as the audit rows of a drain or reset record them before and after.
+fn figures(s: &PoolStats) -> Value {
+    json!({
+        "total_sessions": s.slots,
+        "available_sessions": s.available,
+        "draining_sessions": s.draining,
+        "unhealthy_sessions": s.unhealthy,
+        "active_leases": s.leases,
+        "bindings": s.bindings,
+    })
+}
+
+/// Runs `op` (a pool operation on the control plane) and writes its audit row (`action`, actor
+/// `actor`): `before` the pool's figures, `after` its figures afterwards with what `op` reports.
+/// Both run in a task of their own, so a caller that goes away cannot leave a change without
+/// its row. Returns what `op` reported.
+async fn audited<F, Fut>(
+    state: &AppState,
+    server: &Server,
+    actor: &str,
+    action: &'static str,
+    op: F,
+) -> Result<Value, ApiError>
+where
+    F: FnOnce(AppState, Server) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send,
+{
+    let (state, server, actor) = (state.clone(), server.clone(), actor.to_owned());
+    tokio::spawn(async move {
+        let before = state.control.stats(&server.id).await.map_err(control_unavailable)?;
+        let report = op(state.clone(), server.clone()).await?;
+        // The change is made: a failure to read the figures now only thins the row.
+        let mut after = match state.control.stats(&server.id).await {
+            Ok(s) => figures(&s),
+            Err(_) => json!({}),
+        };
+        if let (Some(after), Some(report)) = (after.as_object_mut(), report.as_object()) {
+            after.extend(report.clone());
+        }
+        state
+            .store
+            .record_audit(&actor, action, Some(&server.id), Some(&figures(&before)), Some(&after))
+            .await?;
+        Ok(report)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("{action} failed: {e}")))?
 }
 
 /// Marks every slot of the pool draining: no new leases or bindings; idle unbound sessions close

@@ -45,7 +45,7 @@ use poolgate_upstream::SESSION_HEADER;
 
 pub use error::{code, McpError};
 
-use crate::http::auth::Reader;
+use crate::http::auth::McpCaller;
 use crate::state::AppState;
 
 /// Largest MCP request body accepted.
@@ -83,7 +83,7 @@ fn is_json(content_type: &str) -> bool {
 
 pub async fn post(
     State(state): State<AppState>,
-    Reader(caller): Reader,
+    McpCaller(caller): McpCaller,
     Path(raw_server): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -153,7 +153,7 @@ impl FromRequestParts<AppState> for ExistingSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let Reader(caller) = Reader::from_request_parts(parts, state)
+        let McpCaller(caller) = McpCaller::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let Path(raw_server) = Path::<String>::from_request_parts(parts, state)

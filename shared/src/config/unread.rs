@@ -1,0 +1,88 @@
+//! No silently ignored setting: every environment variable with a prefix poolgate owns that it
+//! does not read is named in a start-up warning — seed names poolgate knows but does not
+//! support say why — so an operator following the seeds learns at once what has no effect.
+
+use super::keys;
+
+/// Prefixes of the environment poolgate owns.
+const OWNED_PREFIXES: [&str; 8] = [
+    "POOL_",
+    "REDIS_",
+    "DB_",
+    "JWT_",
+    "UPSTREAM_",
+    "SESSION_",
+    "AUTH_",
+    "POOLGATE_",
+];
+
+/// Read elsewhere than the configuration (tools and tests).
+const READ_ELSEWHERE: [&str; 3] = [super::CONFIG_FILE_ENV, "POOLGATE_URL", "POOLGATE_TOKEN"];
+
+/// Seed settings poolgate knows but does not apply, and why.
+const UNSUPPORTED: [(&str, &str); 6] = [
+    (
+        "POOL_TLS_ENABLED",
+        "upstream TLS uses the platform's web roots; private CAs and client certificates are not supported yet",
+    ),
+    (
+        "POOL_TLS_CERT_PATH",
+        "client certificates for upstreams are not supported yet",
+    ),
+    (
+        "POOL_TLS_KEY_PATH",
+        "client certificates for upstreams are not supported yet",
+    ),
+    (
+        "POOL_TLS_CA_PATH",
+        "private CAs for upstreams are not supported yet (the platform's web roots are used)",
+    ),
+    ("REDIS_SOCKET_TIMEOUT", "Redis calls are bounded by REDIS_POOL_TIMEOUT"),
+    (
+        "REDIS_SOCKET_CONNECT_TIMEOUT",
+        "Redis connections are attempted for 2 s",
+    ),
+];
+
+/// The variables among `names` that poolgate owns but does not read, each with the warning to
+/// log: "NAME is not supported: why" or "NAME is not a poolgate setting".
+pub fn unread_settings<'a>(names: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = names
+        .filter(|n| OWNED_PREFIXES.iter().any(|p| n.starts_with(p)))
+        .filter(|n| !n.starts_with("POOLGATE_TEST_") && !READ_ELSEWHERE.contains(n))
+        .filter(|n| !keys::ALL.iter().any(|k| k.env == *n || k.aliases.contains(n)))
+        .map(|n| match UNSUPPORTED.iter().find(|(u, _)| *u == n) {
+            Some((_, why)) => format!("{n} is set but has no effect: not supported ({why})"),
+            None => format!("{n} is set but is not a poolgate setting: it has no effect (see the configuration table in the README)"),
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_owned_names_are_reported_with_their_reason() {
+        let env = [
+            "POOL_ENABLED",
+            "POOL_DEFAULT_MAX_SIZE",
+            "POOL_MIN_SIZE",
+            "POOL_TLS_CA_PATH",
+            "POOL_DEFAUT_MAX_SIZE",
+            "DB_POOL_SIZE",
+            "DB_POOL_SIZ",
+            "POOLGATE_CONFIG",
+            "POOLGATE_TEST_PG_URL",
+            "HOME",
+            "PATH",
+        ];
+        let warnings = unread_settings(env.into_iter());
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].starts_with("DB_POOL_SIZ is set but is not a poolgate setting"));
+        assert!(warnings[1].starts_with("POOL_DEFAUT_MAX_SIZE is set but is not a poolgate setting"));
+        assert!(warnings[2].starts_with("POOL_TLS_CA_PATH is set but has no effect: not supported ("));
+    }
+}
