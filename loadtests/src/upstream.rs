@@ -6,6 +6,7 @@
 //! can prove that two clients never share an upstream session. A configurable handshake cost (on
 //! `initialize`) and per-call latency model real servers. `GET /stats` reports what happened
 //! (initializes, deletes, calls, live sessions) so tests can observe the gateway's behaviour.
+//! [`Upstream::start_tls`] serves the same over HTTPS (the upstream TLS tests).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -86,6 +87,8 @@ pub struct Upstream {
     inner: Arc<Inner>,
     pub addr: SocketAddr,
     stop: Arc<tokio::sync::Notify>,
+    /// `https` for [`Upstream::start_tls`].
+    scheme: &'static str,
 }
 
 impl Upstream {
@@ -93,12 +96,7 @@ impl Upstream {
     pub async fn start(addr: SocketAddr, config: UpstreamConfig) -> std::io::Result<Upstream> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let inner = Arc::new(Inner {
-            config,
-            sessions: Mutex::default(),
-            global_counter: AtomicU64::new(0),
-            stats: Stats::default(),
-        });
+        let inner = Inner::new(config);
         let app = router(inner.clone());
         let stop = Arc::new(tokio::sync::Notify::new());
         let stopped = stop.clone();
@@ -112,7 +110,57 @@ impl Upstream {
             .with_graceful_shutdown(async move { stopped.notified().await })
             .await;
         });
-        Ok(Upstream { inner, addr, stop })
+        Ok(Upstream {
+            inner,
+            addr,
+            stop,
+            scheme: "http",
+        })
+    }
+
+    /// As [`Upstream::start`], over HTTPS (HTTP/1.1) with `tls` — its certificate, and a client
+    /// verifier when the test wants client certificates. A connection whose handshake fails is
+    /// dropped; [`Upstream::url`] is `https://…`.
+    pub async fn start_tls(
+        addr: SocketAddr,
+        config: UpstreamConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Upstream> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Inner::new(config);
+        let app = router(inner.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let tcp = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => continue,
+                    },
+                    () = stopped.notified() => return,
+                };
+                let _ = tcp.set_nodelay(true);
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Upstream {
+            inner,
+            addr,
+            stop,
+            scheme: "https",
+        })
     }
 
     /// Stops listening (in-flight requests finish); every session it held is gone. Starting a
@@ -130,7 +178,7 @@ impl Upstream {
 
     /// The MCP endpoint URL.
     pub fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
+        format!("{}://{}/mcp", self.scheme, self.addr)
     }
 
     pub fn stats(&self) -> &Stats {
@@ -153,6 +201,45 @@ impl Upstream {
             .lock()
             .map(|mut s| std::mem::take(&mut *s).len())
             .unwrap_or(0)
+    }
+}
+
+/// A server TLS configuration for [`Upstream::start_tls`]: `chain` the certificate chain (DER,
+/// leaf first), `key` its PKCS#8 private key (DER); with `client_ca` (a DER CA certificate) every
+/// client must present a certificate it signed.
+pub fn server_tls(
+    chain: Vec<Vec<u8>>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let chain: Vec<CertificateDer<'static>> = chain.into_iter().map(CertificateDer::from).collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));
+    let builder = rustls::ServerConfig::builder();
+    let config = match client_ca {
+        None => builder.with_no_client_auth().with_single_cert(chain, key)?,
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from(ca))?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(chain, key)?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+impl Inner {
+    fn new(config: UpstreamConfig) -> Arc<Inner> {
+        Arc::new(Inner {
+            config,
+            sessions: Mutex::default(),
+            global_counter: AtomicU64::new(0),
+            stats: Stats::default(),
+        })
     }
 }
 

@@ -13,6 +13,9 @@
 //! sends. [`UpstreamError::counts_against_upstream`] separates the upstream's failures (transport,
 //! timeouts, 5xx, protocol violations, oversized answers) from answers that are the client's
 //! business (4xx, input that cannot be sent), so a client cannot make a healthy session look dead.
+//!
+//! HTTPS trusts the built-in web roots; [`Tls`] adds private CAs and a client certificate
+//! (`POOL_TLS_*`), the same for every upstream.
 
 pub mod sse;
 
@@ -137,8 +140,24 @@ fn transport(e: reqwest::Error, timeout: Duration) -> UpstreamError {
     } else if e.is_timeout() {
         UpstreamError::Timeout(timeout)
     } else {
-        UpstreamError::Unreachable(e.to_string())
+        UpstreamError::Unreachable(with_causes(&e))
     }
+}
+
+/// `e` and the causes under it ("error sending request: client error (Connect): invalid peer
+/// certificate: UnknownIssuer"): reqwest's own text hides why (TLS, DNS, refused). Each part once.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Where one upstream session lives and how to address it.
@@ -229,6 +248,114 @@ impl EventStream {
     }
 }
 
+/// Upstream HTTPS beyond the defaults (`POOL_TLS_*`): the built-in web roots are always
+/// trusted; these add private CAs and a client certificate for upstreams that ask for one. The
+/// same for every upstream.
+#[derive(Clone, Default)]
+pub struct Tls {
+    /// CA certificates trusted in addition to the web roots.
+    extra_roots: Vec<reqwest::Certificate>,
+    /// Presented to upstreams that request a client certificate (mTLS).
+    identity: Option<reqwest::Identity>,
+}
+
+/// Why TLS material cannot be used; each variant says which part is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{0}")]
+    Roots(String),
+    #[error("{0}")]
+    Certificate(String),
+    #[error("{0}")]
+    Key(String),
+}
+
+impl Tls {
+    /// Adds every certificate of a PEM bundle to the trusted roots; a bundle without one, or
+    /// with one that does not parse, is refused.
+    pub fn add_roots_pem(&mut self, pem: &[u8]) -> Result<usize, TlsError> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| TlsError::Roots(format!("not a PEM certificate bundle: {}", with_causes(&e))))?;
+        if certs.is_empty() {
+            return Err(TlsError::Roots(
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+            ));
+        }
+        // Each certificate must parse now, not when the first upstream is called.
+        let mut builder = reqwest::Client::builder();
+        for c in &certs {
+            builder = builder.add_root_certificate(c.clone());
+        }
+        builder.build().map_err(|e| {
+            TlsError::Roots(format!(
+                "a certificate in it cannot be used as a CA: {}",
+                with_causes(&e)
+            ))
+        })?;
+        let n = certs.len();
+        self.extra_roots.extend(certs);
+        Ok(n)
+    }
+
+    /// Sets the client certificate: `chain` the PEM certificates (leaf first), `key` its PEM
+    /// private key (PKCS#8, PKCS#1 or SEC1). Checked now: both parse and belong together.
+    pub fn set_identity_pem(&mut self, chain: &[u8], key: &[u8]) -> Result<(), TlsError> {
+        let certs = reqwest::Certificate::from_pem_bundle(chain)
+            .map_err(|e| TlsError::Certificate(format!("not a PEM certificate chain: {}", with_causes(&e))))?;
+        if certs.is_empty() {
+            return Err(TlsError::Certificate(
+                "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned(),
+            ));
+        }
+        let key_text = String::from_utf8_lossy(key);
+        if !key_text.contains("PRIVATE KEY-----") || key_text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(TlsError::Key(
+                "must hold only a PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)".to_owned(),
+            ));
+        }
+        let mut both = chain.to_vec();
+        both.push(b'\n');
+        both.extend_from_slice(key);
+        let identity = reqwest::Identity::from_pem(&both)
+            .map_err(|e| TlsError::Key(format!("cannot be read as a private key: {}", with_causes(&e))))?;
+        reqwest::Client::builder()
+            .identity(identity.clone())
+            .build()
+            .map_err(|e| {
+                TlsError::Key(format!(
+                    "cannot be used with the client certificate: {}",
+                    with_causes(&e)
+                ))
+            })?;
+        self.identity = Some(identity);
+        Ok(())
+    }
+
+    /// Whether anything differs from the defaults.
+    pub fn is_default(&self) -> bool {
+        self.extra_roots.is_empty() && self.identity.is_none()
+    }
+
+    fn apply(self, mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        for c in self.extra_roots {
+            builder = builder.add_root_certificate(c);
+        }
+        if let Some(id) = self.identity {
+            builder = builder.identity(id);
+        }
+        builder
+    }
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("extra_roots", &self.extra_roots.len())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
 /// The shared HTTP client for all upstreams.
 #[derive(Clone, Debug)]
 pub struct UpstreamClient {
@@ -243,11 +370,20 @@ impl UpstreamClient {
     }
 
     pub fn with_limits(limits: Limits) -> Result<UpstreamClient, UpstreamError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
+        UpstreamClient::with_tls(limits, Tls::default())
+    }
+
+    /// A client with `limits` that also trusts `tls`'s extra roots and presents its client
+    /// certificate.
+    pub fn with_tls(limits: Limits, tls: Tls) -> Result<UpstreamClient, UpstreamError> {
+        let http = tls
+            .apply(
+                reqwest::Client::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .tcp_nodelay(true),
+            )
             .build()
             .map_err(|e| UpstreamError::Protocol(format!("HTTP client: {e}")))?;
         Ok(UpstreamClient { http, limits })

@@ -35,20 +35,64 @@ use crate::{
     AcquireRequest, Acquired, Breaker, Committed, ControlError, ControlPlane, EndpointOutcome, Outcome, Pools,
     Reservation, SlotMeta, SlotRecord, SlotState,
 };
-use poolgate_shared::config::Config;
+use poolgate_shared::config::{keys, Config, ConfigError};
 use poolgate_shared::domain::server::{Server, ServerId};
 use poolgate_shared::shutdown::Tracker;
 use poolgate_upstream::{
-    Limits, SessionTarget, UpstreamClient, UpstreamError, LATEST_SESSION_VERSION, SESSION_VERSIONS, STATELESS_VERSION,
+    Limits, SessionTarget, Tls, TlsError, UpstreamClient, UpstreamError, LATEST_SESSION_VERSION, SESSION_VERSIONS,
+    STATELESS_VERSION,
 };
 
-/// The upstream client with the configured limits (`UPSTREAM_MAX_*`, `UPSTREAM_REQUEST_TIMEOUT`).
-pub fn upstream_client(config: &Config) -> Result<UpstreamClient, UpstreamError> {
-    UpstreamClient::with_limits(Limits {
+/// The upstream client with the configured limits (`UPSTREAM_MAX_*`, `UPSTREAM_REQUEST_TIMEOUT`)
+/// and upstream TLS (`POOL_TLS_*`: extra CAs, a client certificate). The TLS files are read here,
+/// once, at start-up: a file that is missing, unreadable or not the PEM it should be is a
+/// [`ConfigError`] naming the key and the file (exit 2).
+pub fn upstream_client(config: &Config) -> Result<UpstreamClient, ConfigError> {
+    let settings = &config.upstream.tls;
+    let mut tls = Tls::default();
+    if let Some(ca) = settings.ca() {
+        let pem = read_tls_file(&keys::POOL_TLS_CA_PATH, ca)?;
+        let n = tls
+            .add_roots_pem(&pem)
+            .map_err(|e| tls_error(&keys::POOL_TLS_CA_PATH, ca, e))?;
+        tracing::info!(path = %ca.display(), certificates = n, "upstream TLS: trusting extra CA certificates besides the web roots");
+    }
+    if let Some((cert, key)) = settings.identity() {
+        let chain = read_tls_file(&keys::POOL_TLS_CERT_PATH, cert)?;
+        let key_pem = read_tls_file(&keys::POOL_TLS_KEY_PATH, key)?;
+        tls.set_identity_pem(&chain, &key_pem).map_err(|e| match e {
+            TlsError::Certificate(_) => tls_error(&keys::POOL_TLS_CERT_PATH, cert, e),
+            TlsError::Roots(_) | TlsError::Key(_) => tls_error(&keys::POOL_TLS_KEY_PATH, key, e),
+        })?;
+        tracing::info!(path = %cert.display(), "upstream TLS: presenting a client certificate to upstreams that ask for one");
+    }
+    let limits = Limits {
         max_response_bytes: config.upstream.max_response_bytes,
         max_event_bytes: config.upstream.max_event_bytes,
         request_timeout: config.upstream.request_timeout,
+    };
+    // Every part was checked on its own above; a failure here is the TLS setup as a whole.
+    UpstreamClient::with_tls(limits, tls).map_err(|e| ConfigError::Invalid {
+        key: keys::POOL_TLS_ENABLED.env.to_owned(),
+        rule: format!("the upstream HTTPS client cannot be built with these TLS settings: {e}"),
     })
+}
+
+fn read_tls_file(key: &keys::Key, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::Invalid {
+        key: key.env.to_owned(),
+        rule: format!(
+            "cannot read {}: {e} (POOL_TLS_ENABLED is true: fix the path or its permissions, or disable upstream TLS)",
+            path.display()
+        ),
+    })
+}
+
+fn tls_error(key: &keys::Key, path: &std::path::Path, e: TlsError) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.env.to_owned(),
+        rule: format!("{}: {e}", path.display()),
+    }
 }
 
 /// Binding keys of 2026-07-28 clients start with this: `user:<subject>:<server>`.
@@ -165,13 +209,13 @@ impl SlotClient {
     }
 
     /// The pool client a process builds from its configuration: the upstream client with the
-    /// configured limits, the pre-ping window and the breakers.
+    /// configured limits and TLS ([`upstream_client`]), the pre-ping window and the breakers.
     pub fn from_config(
         pools: Pools,
         config: &Config,
         holder: &str,
         releases: Arc<Tracker>,
-    ) -> Result<SlotClient, UpstreamError> {
+    ) -> Result<SlotClient, ConfigError> {
         Ok(SlotClient::new(
             pools,
             upstream_client(config)?,

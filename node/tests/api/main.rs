@@ -32,3 +32,4 @@ mod shutdown;
 mod slots;
 mod strategies;
 mod streaming;
+mod tls;

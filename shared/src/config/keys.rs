@@ -187,6 +187,14 @@ pub const UPSTREAM_MAX_EVENT_BYTES: Key = key("UPSTREAM_MAX_EVENT_BYTES", "upstr
 pub const UPSTREAM_REQUEST_TIMEOUT: Key = key("UPSTREAM_REQUEST_TIMEOUT", "upstream.request_timeout");
 pub const UPSTREAM_BREAKER_THRESHOLD: Key = key("UPSTREAM_BREAKER_THRESHOLD", "upstream.breaker_threshold");
 pub const UPSTREAM_BREAKER_OPEN_SECONDS: Key = key("UPSTREAM_BREAKER_OPEN_SECONDS", "upstream.breaker_open_seconds");
+/// Apply the `POOL_TLS_*` paths to upstream HTTPS (seed 000's "TLS Configuration").
+pub const POOL_TLS_ENABLED: Key = key("POOL_TLS_ENABLED", "upstream.tls.enabled");
+/// Client certificate chain (PEM) presented to upstreams (mTLS); needs `POOL_TLS_KEY_PATH`.
+pub const POOL_TLS_CERT_PATH: Key = key("POOL_TLS_CERT_PATH", "upstream.tls.cert_path");
+/// The client certificate's private key (PEM).
+pub const POOL_TLS_KEY_PATH: Key = key("POOL_TLS_KEY_PATH", "upstream.tls.key_path");
+/// PEM bundle of CA certificates trusted for upstream HTTPS in addition to the web roots.
+pub const POOL_TLS_CA_PATH: Key = key("POOL_TLS_CA_PATH", "upstream.tls.ca_path");
 
 /// All keys, in the order the effective configuration is logged and documented.
 pub const ALL: &[Key] = &[
@@ -246,4 +254,8 @@ pub const ALL: &[Key] = &[
     UPSTREAM_REQUEST_TIMEOUT,
     UPSTREAM_BREAKER_THRESHOLD,
     UPSTREAM_BREAKER_OPEN_SECONDS,
+    POOL_TLS_ENABLED,
+    POOL_TLS_CERT_PATH,
+    POOL_TLS_KEY_PATH,
+    POOL_TLS_CA_PATH,
 ];

@@ -15,7 +15,9 @@
 //!   ([`AuthSettings`]), `pooling.rs` ([`PoolingSettings`], [`ManagerSettings`], the
 //!   `POOL_DEFAULT_*` pool configuration), `audit.rs` ([`AuditSettings`], `pooling.audit.*`: the
 //!   audit file), `redis.rs` ([`RedisSettings`]), `upstream.rs`
-//!   ([`UpstreamSettings`]: answer size limits, request timeout, circuit breakers).
+//!   ([`UpstreamSettings`]: answer size limits, request timeout, circuit breakers), `tls.rs`
+//!   ([`TlsSettings`], `upstream.tls.*`: seed 000's `POOL_TLS_*`, private CAs and a client
+//!   certificate for upstream HTTPS).
 //! - `unread.rs`: [`unread_settings`], the start-up warnings naming every variable with a
 //!   poolgate prefix that nothing reads (seed names poolgate does not support say why).
 //! - `mod.rs`: [`Config`] (the sections together, the rules that span sections, [`Mode`]).
@@ -28,6 +30,7 @@ mod pooling;
 mod redis;
 mod server;
 mod sources;
+mod tls;
 mod unread;
 mod upstream;
 
@@ -57,6 +60,7 @@ pub use server::{
 };
 use sources::Sources;
 pub use sources::{redact_credentials, redact_url, Origin, Secret};
+pub use tls::{TlsSettings, DEFAULT_TLS_ENABLED};
 pub use unread::unread_settings;
 pub use upstream::{
     UpstreamSettings, DEFAULT_UPSTREAM_BREAKER_OPEN_SECONDS, DEFAULT_UPSTREAM_BREAKER_THRESHOLD,

@@ -20,23 +20,7 @@ const OWNED_PREFIXES: [&str; 8] = [
 const READ_ELSEWHERE: [&str; 3] = [super::CONFIG_FILE_ENV, "POOLGATE_URL", "POOLGATE_TOKEN"];
 
 /// Seed settings poolgate knows but does not apply, and why.
-const UNSUPPORTED: [(&str, &str); 6] = [
-    (
-        "POOL_TLS_ENABLED",
-        "upstream TLS uses the platform's web roots; private CAs and client certificates are not supported yet",
-    ),
-    (
-        "POOL_TLS_CERT_PATH",
-        "client certificates for upstreams are not supported yet",
-    ),
-    (
-        "POOL_TLS_KEY_PATH",
-        "client certificates for upstreams are not supported yet",
-    ),
-    (
-        "POOL_TLS_CA_PATH",
-        "private CAs for upstreams are not supported yet (the platform's web roots are used)",
-    ),
+const UNSUPPORTED: [(&str, &str); 2] = [
     ("REDIS_SOCKET_TIMEOUT", "Redis calls are bounded by REDIS_POOL_TIMEOUT"),
     (
         "REDIS_SOCKET_CONNECT_TIMEOUT",
@@ -71,6 +55,7 @@ mod tests {
             "POOL_DEFAULT_MAX_SIZE",
             "POOL_MIN_SIZE",
             "POOL_TLS_CA_PATH",
+            "REDIS_SOCKET_TIMEOUT",
             "POOL_DEFAUT_MAX_SIZE",
             "DB_POOL_SIZE",
             "DB_POOL_SIZ",
@@ -83,6 +68,6 @@ mod tests {
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[0].starts_with("DB_POOL_SIZ is set but is not a poolgate setting"));
         assert!(warnings[1].starts_with("POOL_DEFAUT_MAX_SIZE is set but is not a poolgate setting"));
-        assert!(warnings[2].starts_with("POOL_TLS_CA_PATH is set but has no effect: not supported ("));
+        assert!(warnings[2].starts_with("REDIS_SOCKET_TIMEOUT is set but has no effect: not supported ("));
     }
 }

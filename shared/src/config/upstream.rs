@@ -1,11 +1,12 @@
 //! `upstream.*`: what a node accepts from the upstream MCP servers it does not control — the
 //! size of one answer and of one SSE event, how long a forwarded request may take — and when an
-//! endpoint's circuit breaker opens.
+//! endpoint's circuit breaker opens — and, in `tls.rs`, what it trusts and presents over HTTPS.
 
 use std::time::Duration;
 
 use super::keys;
 use super::sources::Sources;
+use super::tls::TlsSettings;
 use super::{ConfigError, Summary};
 
 /// A JSON answer, or all the bytes of one streamed answer to a request.
@@ -29,6 +30,8 @@ pub struct UpstreamSettings {
     pub request_timeout: Duration,
     pub breaker_threshold: u32,
     pub breaker_open: Duration,
+    /// `upstream.tls.*` (`POOL_TLS_*`).
+    pub tls: TlsSettings,
 }
 
 impl UpstreamSettings {
@@ -54,6 +57,7 @@ impl UpstreamSettings {
                 &keys::UPSTREAM_BREAKER_OPEN_SECONDS,
                 DEFAULT_UPSTREAM_BREAKER_OPEN_SECONDS,
             )?,
+            tls: TlsSettings::load(src)?,
         })
     }
 
@@ -78,7 +82,7 @@ impl UpstreamSettings {
                 ),
             ));
         }
-        Ok(())
+        self.tls.validate()
     }
 
     pub(super) fn summary(&self, out: &mut Summary) {
@@ -98,5 +102,6 @@ impl UpstreamSettings {
                 self.breaker_open.as_secs().to_string(),
             ),
         ]);
+        self.tls.summary(out);
     }
 }
