@@ -69,12 +69,11 @@ impl WarmUp {
             started += 1;
             let me = self.clone();
             tokio::spawn(async move {
+                // Leaves the busy set however the task ends (a panic included).
+                let _busy = Busy(me.busy.clone(), server.id.clone());
                 let created = me.pool(&server, term).await;
                 if created > 0 {
                     tracing::debug!(pool = %server.id, created, "warm-up");
-                }
-                if let Ok(mut b) = me.busy.lock() {
-                    b.remove(&server.id);
                 }
             });
         }
@@ -128,6 +127,17 @@ impl WarmUp {
                 tracing::warn!(%pool, error = %e, "warm-up: reservation failed");
                 None
             }
+        }
+    }
+}
+
+/// A pool's place in [`WarmUp::busy`] while its warm-up task runs.
+struct Busy(Arc<Mutex<HashSet<ServerId>>>, ServerId);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Ok(mut b) = self.0.lock() {
+            b.remove(&self.1);
         }
     }
 }

@@ -346,6 +346,10 @@ impl Pool {
                 per.1 += latency as u64;
             }
             s.error_rate = s.error_rate * 0.9 + if err { 0.1 } else { 0.0 };
+            // A request that went well at this endpoint: its breaker's failures in a row end.
+            if !err && latency >= 0 {
+                self.breakers.remove(&s.endpoint);
+            }
             // `release_lease` in the prelude: under `none` a session is never leased twice.
             if retire || (c.strategy == Strategy::None && s.leases == 0 && s.bindings == 0) {
                 s.state = SlotState::Retired;

@@ -212,6 +212,8 @@ local function release_lease(c, lease_id, latency, err, retire, closed)
       bump('hm:' .. s.ep, latency)
     end
     s.er = s.er * 0.9 + err * 0.1
+    -- A request that went well at this endpoint: its breaker's failures in a row end.
+    if err == 0 and latency >= 0 then redis.call('HDEL', K_ST, 'bf:' .. s.ep, 'bo:' .. s.ep, 'bp:' .. s.ep) end
     -- Under `none` a session is never leased twice: once its last lease ends (and no client
     -- session is bound to it) it leaves the pool instead of holding capacity.
     if retire == 1 or (c.strategy == 'none' and s.l == 0 and s.b == 0) then s.st = 'retired' end

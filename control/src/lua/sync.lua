@@ -17,7 +17,7 @@
 -- Reply: {generation, changed (0|1)}.
 local f = {}
 for i = 1, #ARGV - 1, 2 do f[ARGV[i]] = ARGV[i + 1] end
-local stored = redis.call('HMGET', K_CFG, 'hash', 'inc', 'hdr', 'enabled', 'gen')
+local stored = redis.call('HMGET', K_CFG, 'hash', 'inc', 'hdr', 'enabled', 'gen', 'eps')
 if f.hash and stored[1] == f.hash then return {tonumber(stored[5] or '0'), 0} end
 local old = load_cfg()
 local args = {}
@@ -28,6 +28,19 @@ local c = load_cfg()
 local closed = {}
 if old ~= nil and f.inc then
   local reborn = (stored[2] and stored[2] ~= f.inc) or (stored[3] and stored[3] ~= f.hdr)
+  local moved = stored[6] and stored[6] ~= (f.eps or '')
+  if reborn or moved or (f.enabled == '0' and stored[4] ~= '0') then
+    -- Creations in flight were started for what the pool was: their commits find no
+    -- reservation, and the node closes the session it opened.
+    for _, id in ipairs(redis.call('ZRANGE', K_RESV, 0, -1)) do abort_resv(id) end
+  end
+  if moved then
+    -- Breakers belong to endpoint indexes, which no longer mean the same URLs.
+    local n = 0
+    for _ in string.gmatch(stored[6], '[^\n]+') do n = n + 1 end
+    for _ in string.gmatch(f.eps or '', '[^\n]+') do n = n + 1 end
+    for i = 0, n do redis.call('HDEL', K_ST, 'bf:' .. i, 'bo:' .. i, 'bp:' .. i) end
+  end
   local index = {}
   local n = 0
   for url in string.gmatch(f.eps or '', '[^\n]+') do

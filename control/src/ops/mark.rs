@@ -62,19 +62,28 @@ impl EmbeddedControlPlane {
         state: SlotState,
         token: u64,
     ) -> Result<Changed, ControlError> {
-        let seen = self.with_pool(pool, |p| {
-            p.check_fence(token)?;
-            Ok::<_, u64>(
-                p.slots
-                    .get(slot)
-                    .is_some_and(|s| s.state == SlotState::Ready && s.leases == 0 && s.bindings == 0),
-            )
-        })?;
-        match seen {
-            Err(newest) => Err(ControlError::StaleFence { newest }),
-            Ok(false) => Ok(Changed::default()),
-            Ok(true) => self.mark(pool, slot, state).await,
-        }
+        // One critical section, as the script is atomic: the slot cannot be leased or bound
+        // between the check and the mark.
+        self.with_pool(pool, |p| {
+            p.check_fence(token)
+                .map_err(|newest| ControlError::StaleFence { newest })?;
+            let Some(c) = p.cfg.clone() else {
+                return Ok(Changed::default());
+            };
+            let Some(mut s) = p
+                .slots
+                .get(slot)
+                .filter(|s| s.state == SlotState::Ready && s.leases == 0 && s.bindings == 0)
+                .cloned()
+            else {
+                return Ok(Changed::default());
+            };
+            s.state = state;
+            let mut closed = Vec::new();
+            p.settle(&c, s, &mut closed);
+            p.publish();
+            Ok(Changed { changed: true, closed })
+        })?
     }
 
     pub async fn mark(&self, pool: &ServerId, slot: &str, state: SlotState) -> Result<Changed, ControlError> {

@@ -117,6 +117,18 @@ impl Pool {
             let reborn = before
                 .as_ref()
                 .is_some_and(|b| b.incarnation != new.incarnation || b.headers != new.headers);
+            let moved = before.as_ref().is_some_and(|b| b.endpoints != new.endpoints);
+            let disabling = !new.enabled && before.as_ref().is_none_or(|b| b.enabled);
+            if reborn || moved || disabling {
+                // Creations in flight were started for what the pool was.
+                for id in self.resv.up_to(f64::INFINITY, usize::MAX) {
+                    self.abort_resv(&id);
+                }
+            }
+            if moved {
+                // Breakers belong to endpoint indexes, which no longer mean the same URLs.
+                self.breakers.clear();
+            }
             let mut leaving = std::collections::HashSet::new();
             let ids: Vec<String> = self.slots.keys().cloned().collect();
             for id in ids {

@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use poolgate_control::{AcquireRequest, Attempt, Breaker, BreakerState, ControlError, EndpointOutcome, PoolSpec};
+use poolgate_control::{
+    AcquireRequest, Attempt, Breaker, BreakerState, ControlError, EndpointOutcome, Outcome, PoolIdentity, PoolSpec,
+};
 use poolgate_shared::domain::pool::Strategy;
 
-use crate::harness::{commit_lease, pool_id, reserved, spec, Backend, Plane};
+use crate::harness::{commit_lease, meta, pool_id, reserved, spec, Backend, Plane};
 
 const BREAKER: Breaker = Breaker {
     threshold: 2,
@@ -122,4 +124,79 @@ async fn a_zero_threshold_never_opens(backend: Backend) {
     assert_eq!(resv.endpoint, 0);
 }
 
-crate::on_every_backend!(breakers_open_route_around_and_close, a_zero_threshold_never_opens);
+/// A request that goes well at an endpoint ends its failures in a row: rare errors spread over
+/// days never add up to an open breaker.
+async fn a_good_request_resets_the_failures(backend: Backend) {
+    let cp = Plane::new(backend).node().await;
+    let pool = pool_id();
+    cp.sync(&pool, &two_endpoints()).await.expect("sync");
+    let resv = reserved(&cp, &pool, &AcquireRequest::new("node", None)).await;
+    assert_eq!(resv.endpoint, 0);
+    let lease = commit_lease(&cp, &pool, &resv, "s0").await;
+    cp.breaker(&pool, 0, EndpointOutcome::Failed, BREAKER)
+        .await
+        .expect("breaker");
+    assert_eq!(
+        cp.stats(&pool)
+            .await
+            .expect("stats")
+            .breakers
+            .get(&0)
+            .map(|b| b.failures),
+        Some(1)
+    );
+    let outcome = Outcome {
+        latency_ms: Some(5),
+        ..Outcome::default()
+    };
+    assert!(cp.release(&pool, &lease.id, outcome).await.expect("release").changed);
+    assert!(
+        cp.stats(&pool).await.expect("stats").breakers.is_empty(),
+        "the failure count ended"
+    );
+    cp.breaker(&pool, 0, EndpointOutcome::Failed, BREAKER)
+        .await
+        .expect("breaker");
+    assert_eq!(
+        cp.breaker(&pool, 0, EndpointOutcome::Failed, BREAKER)
+            .await
+            .expect("breaker"),
+        BreakerState::Open,
+        "two in a row still open it"
+    );
+}
+
+/// A creation in flight when the pool's endpoints change (or its headers, or it is disabled)
+/// finds no reservation at its commit: the node closes the session it opened, and no slot for
+/// what the pool was joins it.
+async fn a_creation_in_flight_across_an_endpoint_change_is_refused(backend: Backend) {
+    let cp = Plane::new(backend).node().await;
+    let pool = pool_id();
+    let identity = |urls: &[&str]| PoolIdentity {
+        enabled: true,
+        endpoints: urls.iter().map(|u| (*u).to_owned()).collect(),
+        headers: String::new(),
+        incarnation: 1,
+    };
+    let with = |urls: &[&str]| PoolSpec {
+        endpoint_weights: vec![1; urls.len()],
+        identity: Some(identity(urls)),
+        ..spec(Strategy::LeastConnections, 4)
+    };
+    cp.sync(&pool, &with(&["http://a/mcp"])).await.expect("sync");
+    let resv = reserved(&cp, &pool, &AcquireRequest::new("node", None)).await;
+    cp.sync(&pool, &with(&["http://b/mcp"])).await.expect("move");
+    match cp.commit(&pool, &resv.id, "late", &meta("late")).await {
+        Err(ControlError::ReservationGone) => {}
+        other => panic!("the reservation for the old endpoint must be gone, got {other:?}"),
+    }
+    assert!(cp.slots(&pool).await.expect("slots").is_empty());
+    assert_eq!(cp.stats(&pool).await.expect("stats").reservations, 0);
+}
+
+crate::on_every_backend!(
+    breakers_open_route_around_and_close,
+    a_zero_threshold_never_opens,
+    a_good_request_resets_the_failures,
+    a_creation_in_flight_across_an_endpoint_change_is_refused
+);

@@ -61,16 +61,22 @@ impl Drop for InFlight {
     }
 }
 
-/// Records where a leased request went, for cancellations, while it is in flight.
+/// Records where a request went (and under which rewritten id), for cancellations, while it is
+/// in flight.
 struct SharedCall {
     state: AppState,
     key: String,
+    /// The rewritten id: the entry is removed only while it is still this call's (two clients
+    /// of one 2026-07-28 user may use the same id at once).
+    up: Value,
 }
 
 impl Drop for SharedCall {
     fn drop(&mut self) {
         if let Ok(mut m) = self.state.shared_calls.lock() {
-            m.remove(&self.key);
+            if m.get(&self.key).is_some_and(|(_, up)| *up == self.up) {
+                m.remove(&self.key);
+            }
         }
     }
 }
@@ -161,11 +167,12 @@ fn rewrite_request(
     msg["id"] = up.clone();
     let key = format!("{scope}|{orig}");
     if let Ok(mut m) = state.shared_calls.lock() {
-        m.insert(key.clone(), (target.clone(), up));
+        m.insert(key.clone(), (target.clone(), up.clone()));
     }
     let call = SharedCall {
         state: state.clone(),
         key,
+        up,
     };
     (mapper, call)
 }
@@ -311,6 +318,12 @@ pub(super) async fn forward_leased(
                     continue;
                 }
                 return Err(UpstreamError::SessionLost.into());
+            }
+            // An answer over a limit: the session is not reused, but the endpoint is not at fault
+            // (a client can ask for a huge resource), so its breaker does not count it.
+            Err(e @ UpstreamError::TooLarge { .. }) => {
+                lease.retire().await;
+                return Err(e.into());
             }
             Err(e) if e.counts_against_upstream() => {
                 lease.retire_unhealthy().await;
