@@ -138,7 +138,7 @@ impl HealthCheck {
                     }
                     Err(e) => tracing::debug!(pool = %server.id, error = %e, "marking a failed session failed"),
                 }
-                if e.counts_against_upstream() {
+                if e.counts_against_endpoint() {
                     self.slots
                         .note_endpoint(&server.id, slot.endpoint, EndpointOutcome::Failed)
                         .await;

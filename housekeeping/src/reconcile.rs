@@ -10,11 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poolgate_control::slots::{close_removed, SlotClient};
+use poolgate_control::slots::SlotClient;
 use poolgate_control::PoolSpec;
 use poolgate_shared::domain::server::{Server, ServerId};
 
-use super::cleanup::ITEMS_PER_POOL;
 use super::each_pool;
 use super::leader::Leadership;
 
@@ -27,8 +26,6 @@ pub struct ReconcileReport {
     pub synced: usize,
     /// Pools of deleted servers removed from the control plane.
     pub forgotten: usize,
-    /// Upstream sessions closed because their slot left.
-    pub closed: u64,
 }
 
 #[derive(Clone)]
@@ -72,16 +69,14 @@ impl Reconcile {
             report.pools += 1;
             report.synced += usize::from(r.synced);
             report.forgotten += usize::from(r.forgotten);
-            report.closed += r.closed;
         }
         report
     }
 
     async fn pool(&self, id: &ServerId, server: Option<&Server>) -> PoolPass {
         let mut pass = PoolPass::default();
-        let control = self.slots.control();
         let spec = server.map_or_else(PoolSpec::tombstone, PoolSpec::for_server);
-        match control.sync(id, &spec).await {
+        match self.slots.converge(id, &spec, server).await {
             Ok(s) => pass.synced = s.changed,
             Err(e) => {
                 tracing::warn!(pool = %id, error = %e, "reconcile: sync failed");
@@ -91,14 +86,8 @@ impl Reconcile {
         if pass.synced {
             tracing::info!(pool = %id, deleted = server.is_none(), "reconcile: pool re-synced from the database");
         }
-        if pass.synced || server.is_none() {
-            // The slots that left are in the closing outbox: close them now.
-            if let Ok(r) = control.reclaim(id, ITEMS_PER_POOL).await {
-                pass.closed = close_removed(self.slots.upstream(), server, &r.closed).await;
-            }
-        }
         if server.is_none() {
-            pass.forgotten = control.forget(id).await.unwrap_or(false);
+            pass.forgotten = self.slots.control().forget(id).await.unwrap_or(false);
         }
         pass
     }
@@ -108,5 +97,4 @@ impl Reconcile {
 struct PoolPass {
     synced: bool,
     forgotten: bool,
-    closed: u64,
 }

@@ -106,6 +106,13 @@ impl UpstreamError {
     /// Whether the failure is the upstream's (transport, timeout, 5xx, protocol violation, an
     /// answer over a limit) and counts against its session and endpoint; an HTTP 4xx answer and a
     /// message that could not be sent are the client's business.
+    /// Whether the failure also counts against the endpoint (its circuit breaker): the upstream's
+    /// failures except an answer over a limit, which a client can provoke by asking for a huge
+    /// resource — that session is not reused, but the endpoint is not at fault.
+    pub fn counts_against_endpoint(&self) -> bool {
+        self.counts_against_upstream() && !matches!(self, UpstreamError::TooLarge { .. })
+    }
+
     pub fn counts_against_upstream(&self) -> bool {
         match self {
             UpstreamError::Http { status, .. } => *status >= 500,

@@ -345,7 +345,7 @@ impl SlotClient {
             Ok(m) => m,
             Err(e) => {
                 let _ = control.abort(&server.id, &resv.id).await;
-                if e.counts_against_upstream() {
+                if e.counts_against_endpoint() {
                     self.note_endpoint(&server.id, resv.endpoint, EndpointOutcome::CreateFailed)
                         .await;
                 }
@@ -456,6 +456,24 @@ impl SlotClient {
         Ok(changed.changed)
     }
 
+    /// Syncs `spec` into the control plane (which converges the pool to it, see
+    /// `lua/sync.lua`) and, when it changed anything, closes the upstream sessions of the slots that
+    /// left — the admin API and the reconcile pass both apply changes through here.
+    pub async fn converge(
+        &self,
+        pool: &ServerId,
+        spec: &crate::PoolSpec,
+        server: Option<&Server>,
+    ) -> Result<crate::Synced, ControlError> {
+        let synced = self.control().sync(pool, spec).await?;
+        if synced.changed || server.is_none() {
+            // The slots that left are in the closing outbox.
+            let reclaimed = self.control().reclaim(pool, CLOSES_PER_CONVERGE).await?;
+            self.close_later_opt(server, reclaimed.closed);
+        }
+        Ok(synced)
+    }
+
     /// Ends the upstream sessions of slots that left the pool (best effort, in the background).
     pub fn close_later(&self, server: &Server, closed: Vec<SlotRecord>) {
         self.close_later_opt(Some(server), closed);
@@ -511,6 +529,10 @@ pub async fn close_removed(upstream: &UpstreamClient, server: Option<&Server>, c
         .fold(0u64, |n, one| async move { n + one })
         .await
 }
+
+/// Most removed slots one [`SlotClient::converge`] hands out to be closed (the rest wait in the
+/// outbox for the next pass).
+pub const CLOSES_PER_CONVERGE: u32 = 1000;
 
 /// Upstream DELETEs one [`close_removed`] call runs at once.
 pub const CLOSES_AT_ONCE: usize = 8;

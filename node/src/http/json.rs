@@ -21,11 +21,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let declared_json = req.headers().get(header::CONTENT_TYPE).is_none_or(|ct| {
-            let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-            let essence = ct.split(';').next().unwrap_or_default().trim().to_owned();
-            essence == "application/json" || essence.ends_with("+json")
-        });
+        let declared_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|ct| ct.to_str().is_ok_and(is_json_type));
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
@@ -50,6 +49,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// Whether a `Content-Type` names JSON (`application/json`, `application/*+json`, parameters
+/// allowed) — the admin API and the MCP endpoint decide it alike.
+pub fn is_json_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Deserializes `bytes`, naming the field that failed.

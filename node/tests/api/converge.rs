@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use poolgate_control::slots::SlotClient;
 use poolgate_control::{ControlPlane, Pools};
 use poolgate_housekeeping as housekeeping;
-use poolgate_loadtests::chaos::{ChaosProxy, Mode};
+use poolgate_loadtests::chaos::Mode;
 use poolgate_loadtests::launch::redis_call;
 use poolgate_loadtests::upstream::UpstreamConfig;
 use poolgate_shared::shutdown::Tracker;
@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sqlx::Connection as _;
 
 use crate::helpers::{base_env, config_from, redis_url, Backend, TestApp, TestDb};
-use crate::mcp_client::{register, unique_prefix, upstream, Client};
+use crate::mcp_client::{redis_through_proxy, register, unique_prefix, upstream, Client};
 
 const FAST: [(&str, &str); 6] = [
     ("POOL_MANAGER_RECONCILE_INTERVAL", "1"),
@@ -165,16 +165,7 @@ async fn a_deleted_server_closes_its_sessions_and_a_recreated_one_starts_from_no
 /// is back, the reconcile pass applies it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_while_redis_is_away_is_applied_when_it_returns() {
-    let redis = url::Url::parse(&redis_url()).expect("redis url");
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = ChaosProxy::start(target.parse().expect("addr")).await.expect("proxy");
-    let mut via = redis.clone();
-    let _ = via.set_port(Some(proxy.addr.port()));
-    let via = via.to_string();
+    let (proxy, via) = redis_through_proxy().await;
     let prefix = unique_prefix();
     let mut set: Vec<(&str, &str)> = vec![("REDIS_URL", via.as_str()), ("REDIS_POOL_PREFIX", prefix.as_str())];
     set.extend(FAST);
@@ -438,18 +429,6 @@ async fn a_header_change_recycles_sessions_opened_with_the_old_credentials() {
     app.stop().await;
 }
 
-/// A small xorshift PRNG: the churn test replays with `POOLGATE_TEST_SEED`.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Seeded churn under client traffic: admin changes, direct SQL, endpoint moves, deletes and
 /// re-creates, Redis cut by the chaos proxy. Afterwards, within one reconcile interval, every
 /// pool's enforced configuration equals the database's, no session sits at an endpoint its
@@ -462,17 +441,8 @@ async fn seeded_churn_converges() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| u64::from(uuid::Uuid::new_v4().as_u128() as u32) | 1);
     eprintln!("seeded_churn_converges: POOLGATE_TEST_SEED={seed}");
-    let mut rng = Rng(seed | 1);
-    let redis = url::Url::parse(&redis_url()).expect("redis url");
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = ChaosProxy::start(target.parse().expect("addr")).await.expect("proxy");
-    let mut via = redis.clone();
-    let _ = via.set_port(Some(proxy.addr.port()));
-    let via = via.to_string();
+    let mut rng = crate::fuzz::Rng::new(seed);
+    let (proxy, via) = redis_through_proxy().await;
     let prefix = unique_prefix();
     let mut set: Vec<(&str, &str)> = vec![("REDIS_URL", via.as_str()), ("REDIS_POOL_PREFIX", prefix.as_str())];
     set.extend(FAST);
@@ -497,10 +467,10 @@ async fn seeded_churn_converges() {
     }
     let mut pg = sqlx::PgConnection::connect(&app.db.url).await.expect("db");
     for step in 0..40 {
-        let id = ids[rng.below(3) as usize];
+        let id = ids[rng.below(3)];
         match rng.below(7) {
             0 => {
-                let max = 1 + rng.below(4);
+                let max = 1 + (rng.below(4) as u64);
                 let _ = app
                     .admin(
                         Method::PUT,
@@ -510,7 +480,7 @@ async fn seeded_churn_converges() {
                     .await;
             }
             1 => {
-                let url = ups[rng.below(2) as usize].url();
+                let url = ups[rng.below(2)].url();
                 let _ = app
                     .admin(
                         Method::PUT,
@@ -520,7 +490,7 @@ async fn seeded_churn_converges() {
                     .await;
             }
             2 => {
-                let max = 1 + rng.below(4) as i32;
+                let max = 1 + (rng.below(4) as u64) as i32;
                 let _ = sqlx::query("UPDATE servers SET pool_max_size = $1, pool_min_size = 0 WHERE id = $2")
                     .bind(max)
                     .bind(id)
@@ -529,7 +499,7 @@ async fn seeded_churn_converges() {
             }
             3 => {
                 let _ = app.admin(Method::DELETE, &format!("/api/servers/{id}"), None).await;
-                let url = ups[rng.below(2) as usize].url();
+                let url = ups[rng.below(2)].url();
                 let (_, _) = app
                     .admin(
                         Method::POST,
@@ -543,7 +513,7 @@ async fn seeded_churn_converges() {
             }
             4 => {
                 proxy.set(Mode::Cut);
-                tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
+                tokio::time::sleep(Duration::from_millis(100 + (rng.below(400) as u64))).await;
                 proxy.set(Mode::Pass);
             }
             5 => {

@@ -47,11 +47,11 @@ use poolgate_loadtests::upstream::UpstreamConfig;
 // ---------------------------------------------------------------------------
 
 /// xorshift64*: a few lines, deterministic from its seed.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// Seeded through splitmix64, so neighbouring seeds give unrelated streams.
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -66,7 +66,7 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// Uniform in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {

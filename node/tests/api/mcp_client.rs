@@ -186,6 +186,22 @@ pub async fn two_nodes(prefix: &str, extra: &[(&str, &str)]) -> (TestApp, TestAp
     (a, b)
 }
 
+/// A chaos proxy in front of the test Redis, and the Redis URL that goes through it.
+pub async fn redis_through_proxy() -> (poolgate_loadtests::chaos::ChaosProxy, String) {
+    let redis = url::Url::parse(&redis_url()).expect("redis url");
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = poolgate_loadtests::chaos::ChaosProxy::start(target.parse().expect("addr"))
+        .await
+        .expect("proxy");
+    let mut via = redis;
+    let _ = via.set_port(Some(proxy.addr.port()));
+    (proxy, via.to_string())
+}
+
 /// A Redis key prefix of one test's own.
 pub fn unique_prefix() -> String {
     format!("pgt:{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])

@@ -224,18 +224,8 @@ async fn poolctl_rolls_pooling_out_by_a_stable_share() {
 /// holds 4 Redis connections plus its pub/sub one (counted through a proxy in front of Redis).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_pools_follow_db_pool_size_and_redis_pool_size() {
-    use poolgate_loadtests::chaos::ChaosProxy;
     use sqlx::Connection as _;
-    let redis = url::Url::parse(&crate::helpers::redis_url()).expect("redis url");
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = ChaosProxy::start(target.parse().expect("addr")).await.expect("proxy");
-    let mut via = redis.clone();
-    let _ = via.set_port(Some(proxy.addr.port()));
-    let via = via.to_string();
+    let (proxy, via) = crate::mcp_client::redis_through_proxy().await;
     let prefix = crate::mcp_client::unique_prefix();
     let db = crate::helpers::TestDb::new(Backend::Postgres).await;
     let db_name = url::Url::parse(&db.url)

@@ -69,11 +69,7 @@ pub(crate) async fn apply(
             state.config.pooling.manager.reconcile_interval.as_secs()
         )
     };
-    let synced = state.control.sync(id, spec).await.map_err(pending)?;
-    if synced.changed {
-        let reclaimed = state.control.reclaim(id, 1000).await.map_err(pending)?;
-        state.slots.close_later_opt(server, reclaimed.closed);
-    }
+    state.slots.converge(id, spec, server).await.map_err(pending)?;
     Ok(())
 }
 

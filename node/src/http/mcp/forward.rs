@@ -319,14 +319,13 @@ pub(super) async fn forward_leased(
                 }
                 return Err(UpstreamError::SessionLost.into());
             }
-            // An answer over a limit: the session is not reused, but the endpoint is not at fault
-            // (a client can ask for a huge resource), so its breaker does not count it.
-            Err(e @ UpstreamError::TooLarge { .. }) => {
-                lease.retire().await;
+            Err(e) if e.counts_against_endpoint() => {
+                lease.retire_unhealthy().await;
                 return Err(e.into());
             }
+            // Not reused, but the endpoint is not at fault (see `counts_against_endpoint`).
             Err(e) if e.counts_against_upstream() => {
-                lease.retire_unhealthy().await;
+                lease.retire().await;
                 return Err(e.into());
             }
             Err(e) => {

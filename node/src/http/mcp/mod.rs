@@ -69,18 +69,6 @@ fn session_header(headers: &HeaderMap) -> Option<&str> {
     headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok())
 }
 
-/// Whether a `Content-Type` names JSON (`application/json`, `application/*+json`, parameters
-/// allowed).
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
 pub async fn post(
     State(state): State<AppState>,
     McpCaller(caller): McpCaller,
@@ -89,7 +77,7 @@ pub async fn post(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let content_type = headers.get(axum::http::header::CONTENT_TYPE);
-    if let Some(ct) = content_type.filter(|ct| !ct.to_str().is_ok_and(is_json)) {
+    if let Some(ct) = content_type.filter(|ct| !ct.to_str().is_ok_and(crate::http::json::is_json_type)) {
         let got = String::from_utf8_lossy(ct.as_bytes()).chars().take(100).collect();
         return McpError::UnsupportedMediaType(got).answer(&Value::Null);
     }
