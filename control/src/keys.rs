@@ -5,9 +5,10 @@
 
 use poolgate_shared::domain::server::ServerId;
 
-/// Names of the thirteen keys a pool script receives, in `KEYS` order (see `lua/prelude.lua`).
-pub const POOL_KEY_SUFFIXES: [&str; 13] = [
+/// Names of the fourteen keys a pool script receives, in `KEYS` order (see `lua/prelude.lua`).
+pub const POOL_KEY_SUFFIXES: [&str; 14] = [
     "cfg", "slots", "all", "avail", "bload", "resv", "rdata", "leases", "ldata", "bind", "bexp", "st", "closing",
+    "users",
 ];
 
 /// One of a pool's keys, by name (its discriminant is its place in `KEYS`).
@@ -27,6 +28,8 @@ pub enum PoolKey {
     /// Counters and cursors.
     St,
     Closing,
+    /// Per-user counters: client sessions, requests in flight, rate-limit state.
+    Users,
 }
 
 /// The keys of one pool.
@@ -110,7 +113,7 @@ mod tests {
         for id in ["server-1", "a", "x.y_z-9", "leader"] {
             let pool = ServerId::parse(id).expect("valid id");
             let keys = PoolKeys::new("mcpgateway:pool:", &pool);
-            assert_eq!(keys.keys.len(), 13);
+            assert_eq!(keys.keys.len(), 14);
             let slot = hash_slot(&keys.keys[0]);
             assert!(keys.keys.iter().all(|k| hash_slot(k) == slot), "{keys:?}");
             assert!(keys.keys.iter().all(|k| k.starts_with("mcpgateway:pool:{")));
@@ -125,6 +128,7 @@ mod tests {
         assert_eq!(keys.get(PoolKey::Ldata), "p:{s}:ldata");
         assert_eq!(keys.get(PoolKey::St), "p:{s}:st");
         assert_eq!(keys.get(PoolKey::Closing), "p:{s}:closing");
+        assert_eq!(keys.get(PoolKey::Users), "p:{s}:users");
         assert_eq!(keys.channel, "p:{s}:st:ev");
     }
 

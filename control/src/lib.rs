@@ -56,7 +56,7 @@ pub use redis::{RedisControlPlane, RedisOptions};
 pub const REDIS_KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 use poolgate_shared::config::{Config, Mode};
-use poolgate_shared::domain::pool::{Isolation, Strategy};
+use poolgate_shared::domain::pool::{Isolation, PoolConfig, Strategy};
 use poolgate_shared::domain::server::{Server, ServerId};
 
 /// Upper bound on any single control-plane call; past it the outcome is unknown.
@@ -102,9 +102,68 @@ pub enum ControlError {
     /// A slot is needed and every endpoint's circuit breaker is open: fail fast.
     #[error("every endpoint of this server is failing (circuit breaker open)")]
     CircuitOpen,
+    /// The user's rate limit refuses the request (HTTP 429): retry after `retry_after_ms`.
+    #[error("rate limit exceeded: {rate} requests per second per user (burst {burst})")]
+    RateLimited { retry_after_ms: u64, rate: u32, burst: u32 },
+    /// The user holds as many client sessions or requests in flight as the pool allows one user
+    /// (HTTP 429).
+    #[error("{} quota reached: at most {limit} per user in this pool", .quota.setting())]
+    OverQuota { quota: QuotaKind, limit: u32 },
     /// The configuration cannot produce a client (bad URL).
     #[error("control plane configuration: {0}")]
     Config(String),
+}
+
+/// Which per-user quota refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaKind {
+    Sessions,
+    Inflight,
+}
+
+impl QuotaKind {
+    /// The pool setting that sets it.
+    pub fn setting(self) -> &'static str {
+        match self {
+            QuotaKind::Sessions => "pool_max_sessions_per_user",
+            QuotaKind::Inflight => "pool_max_inflight_per_user",
+        }
+    }
+
+    /// `sessions` / `inflight`, as the scripts and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaKind::Sessions => "sessions",
+            QuotaKind::Inflight => "inflight",
+        }
+    }
+}
+
+/// Per-user limits of a pool, enforced by `acquire` (0 = none). See the fairness part of
+/// ARCHITECTURE.md: counted in the control plane, so every node enforces the same figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fairness {
+    /// Client sessions one user may hold (session bindings).
+    pub sessions_per_user: u32,
+    /// Leases one user may hold at once (requests in flight).
+    pub inflight_per_user: u32,
+    /// How long a new client session may stay unused before it ends (ms; 0 = the idle TTL).
+    pub unused_ttl_ms: u64,
+    /// Requests per second per user (GCRA), and the burst admitted at once (0 = one second's).
+    pub rate_per_user: u32,
+    pub rate_burst: u32,
+}
+
+impl Fairness {
+    pub fn for_pool(p: &PoolConfig) -> Fairness {
+        Fairness {
+            sessions_per_user: p.sessions_per_user(),
+            inflight_per_user: p.inflight_per_user(),
+            unused_ttl_ms: u64::from(p.pool_unused_ttl) * 1000,
+            rate_per_user: p.pool_rate_limit,
+            rate_burst: p.rate_burst(),
+        }
+    }
 }
 
 /// What a pool looks like to the control plane; built from the server's configuration.
@@ -124,6 +183,8 @@ pub struct PoolSpec {
     /// What the pool converges to beyond its limits (`None` for a bare spec, as tests build it:
     /// then slots are never drained by a sync).
     pub identity: Option<PoolIdentity>,
+    /// Per-user quotas and rate limit.
+    pub fairness: Fairness,
 }
 
 /// Who a pool's upstream sessions belong to: a sync drains every slot that no longer matches
@@ -159,6 +220,7 @@ impl PoolSpec {
                 headers: fingerprint(&server.upstream_headers.pairs()),
                 incarnation: server.created_at.timestamp_millis(),
             }),
+            fairness: Fairness::for_pool(p),
         }
     }
 
@@ -181,6 +243,7 @@ impl PoolSpec {
                 headers: String::new(),
                 incarnation: -1,
             }),
+            fairness: Fairness::default(),
         }
     }
 
@@ -230,6 +293,11 @@ impl PoolSpec {
                     weights.join(",")
                 },
             ),
+            ("qs", self.fairness.sessions_per_user.to_string()),
+            ("qi", self.fairness.inflight_per_user.to_string()),
+            ("ut", self.fairness.unused_ttl_ms.to_string()),
+            ("rl", self.fairness.rate_per_user.to_string()),
+            ("rb", self.fairness.rate_burst.to_string()),
         ]
     }
 }
@@ -273,6 +341,10 @@ pub struct AcquireRequest {
     pub key: Option<String>,
     /// How long the caller has waited so far (ms); recorded in the wait histogram when granted.
     pub waited_ms: u64,
+    /// The user (escaped token subject) quotas and the rate limit count; `None` = anonymous.
+    pub user: Option<String>,
+    /// The request's first attempt: the rate limit charges it (re-tries after a wait are free).
+    pub first: bool,
 }
 
 impl AcquireRequest {
@@ -282,6 +354,8 @@ impl AcquireRequest {
             holder: holder.to_owned(),
             key: key.map(str::to_owned),
             waited_ms: 0,
+            user: None,
+            first: true,
         }
     }
 }
@@ -736,6 +810,7 @@ impl ControlPlane {
                 Attempt::Create(resv) => return Ok(Acquired::Create(resv)),
                 Attempt::Wait { .. } => {}
             }
+            req.first = false;
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 // Best effort: the timeout counter is a statistic, not state.

@@ -56,6 +56,7 @@ async fn an_older_layout_and_older_calls_share_the_pool() {
         sticky_c_milli: 1250,
         endpoint_weights: vec![1],
         identity: None,
+        fairness: Default::default(),
     };
     plane.sync(&pool, &spec).await.expect("sync");
     // The current release creates one slot.

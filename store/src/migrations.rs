@@ -41,6 +41,7 @@ const POSTGRES: &[Embedded] = embed!("postgres":
     20260101000007 "optimizer_inputs",
     20260101000008 "mcp_sessions_close_reason",
     20260101000009 "pool_defaults",
+    20260101000011 "pool_fairness",
 );
 
 const SQLITE: &[Embedded] = embed!("sqlite":
@@ -53,6 +54,7 @@ const SQLITE: &[Embedded] = embed!("sqlite":
     20260101000007 "optimizer_inputs",
     20260101000008 "mcp_sessions_close_reason",
     20260101000009 "pool_defaults",
+    20260101000011 "pool_fairness",
 );
 
 fn migrator(list: &[Embedded]) -> Migrator {

@@ -8,23 +8,27 @@ use sqlx::Row as _;
 
 use super::audit::{insert_audit, AuditRecord};
 use super::{begin_write, is_unique_violation, with_db, Store, StoreError};
-use poolgate_shared::domain::pool::{FieldError, PoolConfig};
+use poolgate_shared::domain::pool::{FieldError, PoolConfig, Quota};
 use poolgate_shared::domain::server::{Endpoint, Server, ServerId, UpstreamHeaders};
 
 const COLUMNS: &str = "id, name, endpoints, upstream_headers, created_at, updated_at, pool_enabled, \
     pool_strategy, pool_min_size, pool_max_size, pool_timeout, pool_recycle_seconds, pool_pre_ping, \
-    pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize, pool_defaults";
+    pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize, pool_defaults, \
+    pool_max_sessions_per_user, pool_max_inflight_per_user, pool_unused_ttl, pool_rate_limit, pool_rate_burst";
 
 const INSERT: &str = "INSERT INTO servers (id, name, endpoints, upstream_headers, created_at, updated_at, \
     pool_enabled, pool_strategy, pool_min_size, pool_max_size, pool_timeout, pool_recycle_seconds, \
     pool_pre_ping, pool_isolation, pool_session_capacity, pool_lease_ttl, pool_idle_ttl, pool_auto_optimize, \
-    pool_defaults) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+    pool_defaults, pool_max_sessions_per_user, pool_max_inflight_per_user, pool_unused_ttl, pool_rate_limit, \
+    pool_rate_burst) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+    $20, $21, $22, $23, $24)";
 
 const UPDATE: &str = "UPDATE servers SET name = $2, endpoints = $3, upstream_headers = $4, created_at = $5, \
     updated_at = $6, pool_enabled = $7, pool_strategy = $8, pool_min_size = $9, pool_max_size = $10, \
     pool_timeout = $11, pool_recycle_seconds = $12, pool_pre_ping = $13, pool_isolation = $14, \
     pool_session_capacity = $15, pool_lease_ttl = $16, pool_idle_ttl = $17, pool_auto_optimize = $18, \
-    pool_defaults = $19 WHERE id = $1";
+    pool_defaults = $19, pool_max_sessions_per_user = $20, pool_max_inflight_per_user = $21, \
+    pool_unused_ttl = $22, pool_rate_limit = $23, pool_rate_burst = $24 WHERE id = $1";
 
 const INSERT_POOL: &str =
     "INSERT INTO session_pools (id, server_id, strategy, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)";
@@ -52,6 +56,12 @@ struct ServerRow {
     pool_auto_optimize: bool,
     /// `field=value,…`: the fields following `POOL_DEFAULT_*`, with the value written for each.
     pool_defaults: String,
+    /// Quotas: -1 = `auto`.
+    pool_max_sessions_per_user: i32,
+    pool_max_inflight_per_user: i32,
+    pool_unused_ttl: i32,
+    pool_rate_limit: i32,
+    pool_rate_burst: i32,
 }
 
 /// Decodes a row selected with [`COLUMNS`] (a macro: the row type differs per backend).
@@ -78,6 +88,11 @@ macro_rules! server_row {
             pool_idle_ttl: row.try_get("pool_idle_ttl")?,
             pool_auto_optimize: row.try_get("pool_auto_optimize")?,
             pool_defaults: row.try_get("pool_defaults")?,
+            pool_max_sessions_per_user: row.try_get("pool_max_sessions_per_user")?,
+            pool_max_inflight_per_user: row.try_get("pool_max_inflight_per_user")?,
+            pool_unused_ttl: row.try_get("pool_unused_ttl")?,
+            pool_rate_limit: row.try_get("pool_rate_limit")?,
+            pool_rate_burst: row.try_get("pool_rate_burst")?,
         }
         .into_server($defaults)?
     }};
@@ -107,6 +122,11 @@ macro_rules! bind_server {
             .bind(r.pool_idle_ttl)
             .bind(r.pool_auto_optimize)
             .bind(r.pool_defaults)
+            .bind(r.pool_max_sessions_per_user)
+            .bind(r.pool_max_inflight_per_user)
+            .bind(r.pool_unused_ttl)
+            .bind(r.pool_rate_limit)
+            .bind(r.pool_rate_burst)
     }};
 }
 
@@ -120,6 +140,7 @@ impl ServerRow {
         let p = &s.pool;
         // Validated pool values are far below i32::MAX (see domain::pool's MAX_* bounds).
         let int = |v: u32| i32::try_from(v).map_err(|_| corrupt(s.id.as_str(), "pool value out of range"));
+        let quota = |q: Quota| i32::try_from(q.stored()).map_err(|_| corrupt(s.id.as_str(), "pool quota out of range"));
         Ok(ServerRow {
             id: s.id.as_str().to_owned(),
             name: s.name.clone(),
@@ -145,6 +166,11 @@ impl ServerRow {
                 .filter_map(|f| p.field_text(f).map(|v| format!("{f}={v}")))
                 .collect::<Vec<_>>()
                 .join(","),
+            pool_max_sessions_per_user: quota(p.pool_max_sessions_per_user)?,
+            pool_max_inflight_per_user: quota(p.pool_max_inflight_per_user)?,
+            pool_unused_ttl: int(p.pool_unused_ttl)?,
+            pool_rate_limit: int(p.pool_rate_limit)?,
+            pool_rate_burst: int(p.pool_rate_burst)?,
         })
     }
 
@@ -169,6 +195,11 @@ impl ServerRow {
             pool_lease_ttl: uint(self.pool_lease_ttl)?,
             pool_idle_ttl: uint(self.pool_idle_ttl)?,
             pool_auto_optimize: self.pool_auto_optimize,
+            pool_max_sessions_per_user: Quota::from_stored(self.pool_max_sessions_per_user.into()),
+            pool_max_inflight_per_user: Quota::from_stored(self.pool_max_inflight_per_user.into()),
+            pool_unused_ttl: uint(self.pool_unused_ttl)?,
+            pool_rate_limit: uint(self.pool_rate_limit)?,
+            pool_rate_burst: uint(self.pool_rate_burst)?,
         };
         let pool = PoolConfig::default()
             .apply(&pool.to_patch())

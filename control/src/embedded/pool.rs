@@ -36,6 +36,12 @@ pub(crate) struct Cfg {
     pub(crate) idle_ttl: i64,
     pub(crate) resv_ttl: i64,
     pub(crate) weights: Vec<u32>,
+    /// Fairness (`qs`, `qi`, `ut`, `rl`, `rb`; see [`crate::Fairness`]).
+    pub(crate) qs: u32,
+    pub(crate) qi: u32,
+    pub(crate) ut: i64,
+    pub(crate) rl: u32,
+    pub(crate) rb: u32,
 }
 
 impl Cfg {
@@ -53,11 +59,32 @@ impl Cfg {
             } else {
                 spec.endpoint_weights.clone()
             },
+            qs: spec.fairness.sessions_per_user,
+            qi: spec.fairness.inflight_per_user,
+            ut: spec.fairness.unused_ttl_ms as i64,
+            rl: spec.fairness.rate_per_user,
+            rb: spec.fairness.rate_burst,
+        }
+    }
+
+    /// `first_ttl` in the prelude: a new client session ends after the unused TTL unless used.
+    pub(crate) fn first_ttl(&self, key: &str) -> i64 {
+        if self.ut > 0 && session_user(key).is_some() {
+            self.ut.min(self.idle_ttl)
+        } else {
+            self.idle_ttl
         }
     }
     pub(crate) fn weight(&self, ep: u32) -> f64 {
         f64::from(self.weights.get(ep as usize).copied().unwrap_or(1))
     }
+}
+
+/// `session_user` in the prelude: the user of a client-session binding key
+/// (`session:<user>:<server>:<nonce>`); `None` for the other forms.
+pub(crate) fn session_user(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("session:")?;
+    rest.find(':').map(|i| &rest[..i])
 }
 
 /// A reservation's data (`rdata`).
@@ -67,6 +94,8 @@ pub(crate) struct Resv {
     pub(crate) holder: String,
     pub(crate) key: String,
     pub(crate) lease: bool,
+    /// The user the lease goes to ('' = anonymous).
+    pub(crate) user: String,
 }
 
 /// A lease's data (`ldata`: `"slot|holder"` in Redis).
@@ -76,6 +105,8 @@ pub(crate) struct LeaseData {
     /// The node holding it: only for diagnostics (as in Redis), no decision reads it.
     #[allow(dead_code)]
     pub(crate) holder: String,
+    /// The user holding it ('' = anonymous): its in-flight count drops on release.
+    pub(crate) user: String,
 }
 
 /// The fleet-wide counters of the `st` hash (`acq`, `rel`, `cre`, `des`, `tmo`, `reb`, `err`,
@@ -118,7 +149,7 @@ pub(crate) struct EndpointBreaker {
     pub(crate) open_ms: i64,
 }
 
-/// One pool: the in-memory twin of its thirteen Redis keys.
+/// One pool: the in-memory twin of its fourteen Redis keys.
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub(crate) cfg: Option<Cfg>,
@@ -154,6 +185,10 @@ pub(crate) struct Pool {
     pub(crate) digest: Option<String>,
     /// `cfg.enabled`, `inc`, `hdr`, `eps`: what the pool last converged to.
     pub(crate) identity: Option<PoolIdentity>,
+    /// `users`: `s:<u>` client sessions, `i:<u>` leases, `t:<u>` rate-limit arrival time.
+    pub(crate) user_sessions: HashMap<String, i64>,
+    pub(crate) user_inflight: HashMap<String, i64>,
+    pub(crate) user_tat: HashMap<String, f64>,
 }
 
 impl Pool {
@@ -184,7 +219,40 @@ impl Pool {
             notify: watch::channel(0).0,
             digest: None,
             identity: None,
+            user_sessions: HashMap::new(),
+            user_inflight: HashMap::new(),
+            user_tat: HashMap::new(),
         }
+    }
+
+    /// `user_add`: a count that reaches 0 is removed.
+    fn user_add(counts: &mut HashMap<String, i64>, user: &str, by: i64) {
+        let n = counts.get(user).copied().unwrap_or(0) + by;
+        if n <= 0 {
+            counts.remove(user);
+        } else {
+            counts.insert(user.to_owned(), n);
+        }
+    }
+
+    /// `bind_put`: every binding is written through here (a new client session counts).
+    pub(crate) fn bind_put(&mut self, key: &str, value: String) {
+        if self.bind.insert(key.to_owned(), value).is_none() {
+            if let Some(u) = session_user(key) {
+                Self::user_add(&mut self.user_sessions, u, 1);
+            }
+        }
+    }
+
+    /// `bind_del`: every binding is removed through here.
+    pub(crate) fn bind_del(&mut self, key: &str) -> Option<String> {
+        let old = self.bind.remove(key);
+        if old.is_some() {
+            if let Some(u) = session_user(key) {
+                Self::user_add(&mut self.user_sessions, u, -1);
+            }
+        }
+        old
     }
 
     /// The slot a live lease is on.
@@ -277,6 +345,7 @@ impl Pool {
         lease_id: &str,
         holder: &str,
         now: i64,
+        user: &str,
     ) -> (SlotRecord, i64) {
         s.leases += 1;
         s.reuse_count += 1;
@@ -297,14 +366,18 @@ impl Pool {
             LeaseData {
                 slot: s.id.clone(),
                 holder: holder.to_owned(),
+                user: user.to_owned(),
             },
         );
+        if !user.is_empty() {
+            Self::user_add(&mut self.user_inflight, user, 1);
+        }
         self.st.acquisitions += 1;
         (s, expires)
     }
 
     pub(crate) fn unbind_key(&mut self, c: &Cfg, key: &str, closed: &mut Vec<SlotRecord>) -> bool {
-        let sid = self.bind.remove(key);
+        let sid = self.bind_del(key);
         self.bexp.rem(key);
         let Some(sid) = sid else { return false };
         if let Some(mut s) = self.slots.get(&sid).cloned() {
@@ -331,6 +404,9 @@ impl Pool {
             return false;
         };
         self.leases.rem(lease_id);
+        if !ld.user.is_empty() {
+            Self::user_add(&mut self.user_inflight, &ld.user, -1);
+        }
         if let Some(mut s) = self.slots.get(&ld.slot).cloned() {
             s.leases = s.leases.saturating_sub(1);
             if latency >= 0 {
@@ -372,7 +448,7 @@ impl Pool {
             self.warm_reservations -= 1;
         }
         if !r.key.is_empty() && self.bind.get(&r.key).is_some_and(|v| *v == format!("{PENDING}{id}")) {
-            self.bind.remove(&r.key);
+            self.bind_del(&r.key);
             self.bexp.rem(&r.key);
         }
         self.publish();
@@ -405,6 +481,8 @@ impl Pool {
                 n_r += 1;
             }
         }
+        // Rate-limit states in the past carry no information (the script sweeps a few per pass).
+        self.user_tat.retain(|_, tat| *tat > now as f64);
         (n_l, n_b, n_r)
     }
 
@@ -432,6 +510,7 @@ impl Pool {
         holder: &str,
         key: &str,
         now: i64,
+        user: &str,
     ) -> Result<Attempt, ControlError> {
         let total = self.total();
         if total >= c.max {
@@ -452,11 +531,12 @@ impl Pool {
                 holder: holder.to_owned(),
                 key: key.to_owned(),
                 lease: true,
+                user: user.to_owned(),
             },
         );
         if !key.is_empty() && !self.bind.contains_key(key) {
-            self.bind.insert(key.to_owned(), format!("{PENDING}{lease_id}"));
-            self.bexp.add(key, (now + c.idle_ttl) as f64);
+            self.bind_put(key, format!("{PENDING}{lease_id}"));
+            self.bexp.add(key, (now + c.first_ttl(key)) as f64);
         }
         Ok(Attempt::Create(Reservation {
             id: lease_id.to_owned(),
@@ -509,8 +589,8 @@ impl Pool {
     }
 
     pub(crate) fn bind(&mut self, c: &Cfg, s: &mut SlotRecord, key: &str, now: i64) {
-        self.bind.insert(key.to_owned(), s.id.clone());
-        self.bexp.add(key, (now + c.idle_ttl) as f64);
+        self.bind_put(key, s.id.clone());
+        self.bexp.add(key, (now + c.first_ttl(key)) as f64);
         s.bindings += 1;
     }
 }

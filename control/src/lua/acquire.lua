@@ -3,12 +3,17 @@
 --       2 holder (node id)  3 binding key ('' = none)
 --       4 ms the caller has waited so far (recorded in the wait histogram when the answer is not
 --         "wait"; absent from older nodes = 0)
+--       5 the user (escaped token subject; '' = anonymous: no quota, no rate limit)
+--       6 1 on a request's first attempt: the rate limit charges it (re-tries after "wait" are free)
 -- Reply: {'L', lease_id, slot_id, slot_record, expires_ms, fresh(0|1)}   lease granted
 --        {'R', reservation_id, endpoint_index}                             create a slot, then commit/abort
 --        {'W', total, max}                                                 nothing free: wait for a release
 --        {'E', 'NOCONFIG'} pool not synced; {'E', 'BINDING_LOST'} the bound session is gone;
 --        {'E', 'OPEN'} a slot is needed and every endpoint's circuit breaker is open
+--        {'T', retry_ms, rate, burst}   the user's rate limit refuses the request
+--        {'Q', 'sessions'|'inflight', limit}   the user is at a quota
 local lease_id, holder, key = ARGV[1], ARGV[2], ARGV[3]
+local user, first = ARGV[5] or '', ARGV[6] == '1'
 local c = load_cfg()
 if not c then return {'E', 'NOCONFIG'} end
 local now = now_ms()
@@ -35,6 +40,30 @@ end
 local rd = redis.call('HGET', K_RDATA, lease_id)
 if rd then return {'R', lease_id, cmsgpack.unpack(rd).ep} end
 
+-- Fairness: a user at a quota is refused at once (no waiting), then the rate limit charges the
+-- request's first attempt. Both need a user (a token's subject).
+local function over_quota()
+  if c.qi > 0 and user_count('i', user) >= c.qi then return {'Q', 'inflight', c.qi} end
+  if c.qs > 0 and key ~= '' and session_user(key) and redis.call('HEXISTS', K_BIND, key) == 0
+      and user_count('s', user) >= c.qs then
+    return {'Q', 'sessions', c.qs}
+  end
+  return nil
+end
+if user ~= '' then
+  local refused = over_quota()
+  if refused and not reclaimed then
+    -- Expired bindings and leases may still be counted: reclaim, then look again.
+    reclaim_now()
+    refused = over_quota()
+  end
+  if refused then return refused end
+  if first then
+    refused = rate_check(c, user, now)
+    if refused then return refused end
+  end
+end
+
 local function choose()
   local function reserve()
     local total = redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_RESV)
@@ -43,18 +72,19 @@ local function choose()
     if not best then return {'E', 'OPEN'} end
     bump('ep:' .. best)
     redis.call('ZADD', K_RESV, now + c.resv_ttl, lease_id)
-    redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1}))
+    redis.call('HSET', K_RDATA, lease_id, cmsgpack.pack({ep = best, holder = holder, key = key, lease = 1,
+      user = user}))
     if key ~= '' and not redis.call('HGET', K_BIND, key) then
       -- Mark the key as pending so a racing acquire for it waits for this slot (one slot per key).
-      redis.call('HSET', K_BIND, key, PENDING .. lease_id)
-      redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+      bind_put(key, PENDING .. lease_id)
+      redis.call('ZADD', K_BEXP, now + first_ttl(c, key), key)
     end
     return {'R', lease_id, best}
   end
 
   local function bind(s)
-    redis.call('HSET', K_BIND, key, s.id)
-    redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
+    bind_put(key, s.id)
+    redis.call('ZADD', K_BEXP, now + first_ttl(c, key), key)
     s.b = s.b + 1
   end
 
@@ -63,7 +93,7 @@ local function choose()
     if sid and string.sub(sid, 1, #PENDING) == PENDING then
       -- Another acquire is creating this key's slot: wait for its commit (or its expiry).
       if redis.call('ZSCORE', K_RESV, string.sub(sid, #PENDING + 1)) then return {'W', 0, c.cap} end
-      redis.call('HDEL', K_BIND, key)
+      bind_del(key)
       redis.call('ZREM', K_BEXP, key)
       sid = nil
     end
@@ -72,7 +102,7 @@ local function choose()
       if s and (s.st == 'ready' or s.st == 'draining') then
         redis.call('ZADD', K_BEXP, now + c.idle_ttl, key)
         if s.l < c.cap then
-          local expires, packed = grant(c, s, lease_id, holder, now)
+          local expires, packed = grant(c, s, lease_id, holder, now, user)
           return lease_reply(lease_id, s, expires, 0, packed)
         end
         return {'W', s.l, c.cap}
@@ -97,7 +127,7 @@ local function choose()
       s.used = 1
       bind(s)
     end
-    local expires, packed = grant(c, s, lease_id, holder, now)
+    local expires, packed = grant(c, s, lease_id, holder, now, user)
     return lease_reply(lease_id, s, expires, 1, packed)
   end
 
@@ -112,7 +142,7 @@ local function choose()
     if not s then return reserve() end
     bind(s)
     if s.l < c.cap then
-      local expires, packed = grant(c, s, lease_id, holder, now)
+      local expires, packed = grant(c, s, lease_id, holder, now, user)
       return lease_reply(lease_id, s, expires, 0, packed)
     end
     put_slot(s)
@@ -132,7 +162,7 @@ local function choose()
   if not pick then return reserve() end
   local s = get_slot(pick)
   if c.strategy == 'round_robin' then redis.call('HSET', K_ST, 'rr', s.seq) end
-  local expires, packed = grant(c, s, lease_id, holder, now)
+  local expires, packed = grant(c, s, lease_id, holder, now, user)
   return lease_reply(lease_id, s, expires, 0, packed)
 end
 

@@ -46,10 +46,10 @@ if r.key ~= '' then
     redis.call('PUBLISH', CHANNEL, 'c')
     return {'C', slot_id}
   end
-  redis.call('HSET', K_BIND, r.key, slot_id)
-  redis.call('ZADD', K_BEXP, now + c.idle_ttl, r.key)
+  bind_put(r.key, slot_id)
+  redis.call('ZADD', K_BEXP, now + first_ttl(c, r.key), r.key)
   s.b = 1
   if c.iso == 'session' then s.used = 1 end
 end
-local expires = grant(c, s, resv_id, r.holder, now)
+local expires = grant(c, s, resv_id, r.holder, now, r.user)
 return lease_reply(resv_id, s, expires, 1)

@@ -7,5 +7,5 @@ if redis.call('ZCARD', K_ALL) + redis.call('ZCARD', K_LEASES) + redis.call('ZCAR
   return 0
 end
 redis.call('DEL', K_CFG, K_SLOTS, K_ALL, K_AVAIL, K_BLOAD, K_RESV, K_RDATA, K_LEASES, K_LDATA, K_BIND, K_BEXP,
-  K_ST, K_CLOSING)
+  K_ST, K_CLOSING, K_USERS)
 return 1

@@ -1,6 +1,6 @@
 -- poolgate pool scripts: shared prelude, prepended to every pool script at load time.
 --
--- KEYS (every pool script receives all thirteen, in this order; all carry the pool's hash tag so
+-- KEYS (every pool script receives all fourteen, in this order; all carry the pool's hash tag so
 -- each script touches one Cluster slot):
 --   1 cfg    HASH  pool configuration synced from the store (strategy, iso, max, cap, ...)
 --   2 slots  HASH  slot id -> MessagePack slot record (see SlotRecord in Rust)
@@ -17,9 +17,13 @@
 --                  breakers bf:<i>/bo:<i>/bp:<i>, cfr = consecutive failed creations)
 --  13 closing LIST records of slots removed where no caller could be told (acquire's reclaim pass):
 --                  an outbox that `reclaim` drains, so every removed upstream session gets closed
+--  14 users HASH   per user (the escaped subject of a token): 's:<u>' client sessions bound,
+--                  'i:<u>' leases held (requests in flight), 't:<u>' the rate limit's theoretical
+--                  arrival time (ms, GCRA). Counts are deleted at 0; stale 't:' fields are swept.
 -- Every time comes from TIME here (I5): nodes never send a clock.
 local K_CFG, K_SLOTS, K_ALL, K_AVAIL, K_BLOAD, K_RESV, K_RDATA, K_LEASES, K_LDATA, K_BIND, K_BEXP, K_ST, K_CLOSING =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13]
+local K_USERS = KEYS[14]
 local OUTBOX_MAX = 10000
 local PENDING = 'resv:'
 local CHANNEL = K_ST .. ':ev'
@@ -30,14 +34,56 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The pool's configuration, or nil when it was never synced (or Redis restarted empty).
 -- The pool's configuration, or nil when it was never synced (or Redis restarted empty). Kept
 -- lean: it runs on every call (endpoint weights are parsed only by the paths that need them).
+-- Fairness fields (absent when an older node synced: no limit): qs/qi sessions/leases per user,
+-- ut unused-session TTL (ms), rl/rb rate limit per user (requests/s) and burst.
 local function load_cfg()
-  local r = redis.call('HMGET', K_CFG, 'strategy', 'iso', 'max', 'cap', 'lease_ttl', 'idle_ttl', 'resv_ttl', 'ew')
+  local r = redis.call('HMGET', K_CFG, 'strategy', 'iso', 'max', 'cap', 'lease_ttl', 'idle_ttl', 'resv_ttl', 'ew',
+    'qs', 'qi', 'ut', 'rl', 'rb')
   if not r[1] then return nil end
   return {strategy = r[1], iso = r[2], max = tonumber(r[3]), cap = tonumber(r[4]), lease_ttl = tonumber(r[5]),
-    idle_ttl = tonumber(r[6]), resv_ttl = tonumber(r[7]), ew = r[8]}
+    idle_ttl = tonumber(r[6]), resv_ttl = tonumber(r[7]), ew = r[8], qs = tonumber(r[9] or '0'),
+    qi = tonumber(r[10] or '0'), ut = tonumber(r[11] or '0'), rl = tonumber(r[12] or '0'), rb = tonumber(r[13] or '0')}
+end
+
+-- Per-user counters (K_USERS): a field at 0 is deleted, so the hash holds active users only.
+local function user_add(field, by)
+  if redis.call('HINCRBY', K_USERS, field, by) <= 0 then redis.call('HDEL', K_USERS, field) end
+end
+
+-- The user a client-session binding key belongs to ('session:<user>:<server>:<nonce>'); nil for
+-- the other forms (a 2026-07-28 user's key, sticky affinity), which are not client sessions.
+local function session_user(key)
+  return string.match(key, '^session:([^:]*):')
+end
+
+-- Every binding is written and removed through these two, so 's:<user>' counts exactly the
+-- client sessions (pending or bound) a user holds.
+local function bind_put(key, value)
+  if redis.call('HSET', K_BIND, key, value) == 1 then
+    local u = session_user(key)
+    if u then user_add('s:' .. u, 1) end
+  end
+end
+
+local function bind_del(key)
+  if redis.call('HDEL', K_BIND, key) == 1 then
+    local u = session_user(key)
+    if u then user_add('s:' .. u, -1) end
+  end
+end
+
+-- How long a new binding lives before its first use: a client session that only initialized
+-- ends after the unused TTL; any later request (or stream) extends it to the idle TTL.
+local function first_ttl(c, key)
+  if c.ut > 0 and session_user(key) then return math.min(c.ut, c.idle_ttl) end
+  return c.idle_ttl
+end
+
+-- "slot id|holder[|user]" as stored in ldata.
+local function ldata_of(ld)
+  return string.match(ld, '^([^|]*)|([^|]*)|?(.*)$')
 end
 
 -- Endpoint weights, in endpoint order.
@@ -162,7 +208,7 @@ local function lease_reply(lease_id, s, expires, fresh, packed)
   return {'L', lease_id, s.id, packed or cmsgpack.pack(s), expires, fresh}
 end
 
-local function grant(c, s, lease_id, holder, now)
+local function grant(c, s, lease_id, holder, now, user)
   s.l = s.l + 1
   s.r = s.r + 1
   s.u = now
@@ -176,14 +222,19 @@ local function grant(c, s, lease_id, holder, now)
   refresh(c, s)
   local expires = now + c.lease_ttl
   redis.call('ZADD', K_LEASES, expires, lease_id)
-  redis.call('HSET', K_LDATA, lease_id, s.id .. '|' .. holder)
+  if user and user ~= '' then
+    redis.call('HSET', K_LDATA, lease_id, s.id .. '|' .. holder .. '|' .. user)
+    user_add('i:' .. user, 1)
+  else
+    redis.call('HSET', K_LDATA, lease_id, s.id .. '|' .. holder)
+  end
   bump('acq')
   return expires, packed
 end
 
 local function unbind_key(c, key, closed)
   local sid = redis.call('HGET', K_BIND, key)
-  redis.call('HDEL', K_BIND, key)
+  bind_del(key)
   redis.call('ZREM', K_BEXP, key)
   if not sid then return false end
   local s = get_slot(sid)
@@ -201,7 +252,8 @@ local function release_lease(c, lease_id, latency, err, retire, closed)
   if not ld then return false end -- unknown, expired or already released: nothing changes (I3)
   redis.call('HDEL', K_LDATA, lease_id)
   redis.call('ZREM', K_LEASES, lease_id)
-  local sid = string.match(ld, '^([^|]*)')
+  local sid, _, user = ldata_of(ld)
+  if user and user ~= '' then user_add('i:' .. user, -1) end
   local s = get_slot(sid)
   if s then
     s.l = math.max(0, s.l - 1)
@@ -234,7 +286,7 @@ local function abort_resv(id)
   bump('ep:' .. r.ep, -1)
   if r.lease ~= 1 then bump('wres', -1) end
   if r.key ~= '' and redis.call('HGET', K_BIND, r.key) == PENDING .. id then
-    redis.call('HDEL', K_BIND, r.key)
+    bind_del(r.key)
     redis.call('ZREM', K_BEXP, r.key)
   end
   redis.call('PUBLISH', CHANNEL, 'a')
@@ -283,7 +335,32 @@ local function reclaim(c, now, limit, closed)
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_RESV, '-inf', now, 'LIMIT', 0, limit)) do
     if abort_resv(id) then n_r = n_r + 1 end
   end
+  -- Rate-limit states in the past carry no information: sweep a few per pass.
+  local scan = redis.call('HSCAN', K_USERS, redis.call('HGET', K_ST, 'ucur') or '0', 'MATCH', 't:*', 'COUNT', 16)
+  redis.call('HSET', K_ST, 'ucur', scan[1])
+  for i = 1, #scan[2], 2 do
+    if tonumber(scan[2][i + 1]) <= now then redis.call('HDEL', K_USERS, scan[2][i]) end
+  end
   return n_l, n_b, n_r
+end
+
+-- The per-user rate limit (GCRA, one theoretical arrival time per user): nil when the request is
+-- admitted (and charged), else the refusal {'T', retry_ms, rate, burst}.
+local function rate_check(c, user, now)
+  if c.rl <= 0 or user == '' then return nil end
+  local t = 1000 / c.rl
+  local burst = c.rb > 0 and c.rb or c.rl
+  local tat = tonumber(redis.call('HGET', K_USERS, 't:' .. user) or '0')
+  if tat < now then tat = now end
+  local next_tat = tat + t
+  if next_tat - now > burst * t then return {'T', math.ceil(next_tat - now - burst * t), c.rl, burst} end
+  redis.call('HSET', K_USERS, 't:' .. user, string.format('%.3f', next_tat))
+  return nil
+end
+
+-- A user's count ('s' sessions, 'i' leases in flight).
+local function user_count(kind, user)
+  return tonumber(redis.call('HGET', K_USERS, kind .. ':' .. user) or '0')
 end
 
 -- Refuses a leader-only write whose fencing token is older than one already seen here (I6).

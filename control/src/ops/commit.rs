@@ -106,14 +106,14 @@ impl Pool {
                 self.publish();
                 return Ok(Committed::Added(slot_id.to_owned()));
             }
-            self.bind.insert(r.key.clone(), slot_id.to_owned());
-            self.bexp.add(&r.key, (now + c.idle_ttl) as f64);
+            self.bind_put(&r.key, slot_id.to_owned());
+            self.bexp.add(&r.key, (now + c.first_ttl(&r.key)) as f64);
             s.bindings = 1;
             if c.iso == Isolation::Session {
                 s.used = 1;
             }
         }
-        let (s, expires) = self.grant(&c, s, resv_id, &r.holder, now);
+        let (s, expires) = self.grant(&c, s, resv_id, &r.holder, now, &r.user);
         Ok(Committed::Leased(self.lease(resv_id, s, expires, true)))
     }
 }

@@ -81,6 +81,7 @@ impl Pool {
                 holder: holder.to_owned(),
                 key: String::new(),
                 lease: false,
+                user: String::new(),
             },
         );
         Ok(Some(Reservation {

@@ -181,6 +181,7 @@ async fn a_creation_in_flight_across_an_endpoint_change_is_refused(backend: Back
     let with = |urls: &[&str]| PoolSpec {
         endpoint_weights: vec![1; urls.len()],
         identity: Some(identity(urls)),
+        fairness: Default::default(),
         ..spec(Strategy::LeastConnections, 4)
     };
     cp.sync(&pool, &with(&["http://a/mcp"])).await.expect("sync");

@@ -326,7 +326,7 @@ mod cluster_keys {
         let lease = create_slot(&cp, &pool, Some("user"), "s0").await;
 
         let keys = PoolKeys::new(&plane.prefix, &pool);
-        assert_eq!(keys.keys.len(), 13);
+        assert_eq!(keys.keys.len(), 14);
         let expected = hash_slot(&keys.keys[0]);
         for key in &keys.keys {
             let slot: u16 = client.cluster_keyslot(key.as_str()).await.expect("CLUSTER KEYSLOT");

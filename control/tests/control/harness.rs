@@ -101,6 +101,7 @@ pub fn spec(strategy: Strategy, max: u32) -> PoolSpec {
         sticky_c_milli: 1250,
         endpoint_weights: vec![1],
         identity: None,
+        fairness: Default::default(),
     }
 }
 

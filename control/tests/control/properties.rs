@@ -272,6 +272,8 @@ async fn worker(cp: ControlPlane, pool: ServerId, seed: u64, name: String) -> Ta
                         holder: name.clone(),
                         key: None,
                         waited_ms: 0,
+                        user: None,
+                        first: true,
                     };
                     match cp.try_acquire(&pool, &req).await {
                         Ok(Attempt::Leased(l)) => {

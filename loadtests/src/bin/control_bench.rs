@@ -121,6 +121,7 @@ fn spec(strategy: Strategy, isolation: Isolation, max: u32) -> PoolSpec {
         sticky_c_milli: 1250,
         endpoint_weights: vec![1],
         identity: None,
+        fairness: Default::default(),
     }
 }
 

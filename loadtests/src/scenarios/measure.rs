@@ -541,6 +541,7 @@ pub async fn saturated_cost(port: u16, pairs: usize, concurrency: usize) -> anyh
             sticky_c_milli: 1250,
             endpoint_weights: vec![1],
             identity: None,
+            fairness: Default::default(),
         },
     )
     .await?;

@@ -144,6 +144,18 @@ pub const POOL_DEFAULT_IDLE_TTL: Key = Key {
     path: "pooling.defaults.idle_ttl",
     secret: false,
 };
+pub const POOL_DEFAULT_MAX_SESSIONS_PER_USER: Key = key(
+    "POOL_DEFAULT_MAX_SESSIONS_PER_USER",
+    "pooling.defaults.max_sessions_per_user",
+);
+pub const POOL_DEFAULT_MAX_INFLIGHT_PER_USER: Key = key(
+    "POOL_DEFAULT_MAX_INFLIGHT_PER_USER",
+    "pooling.defaults.max_inflight_per_user",
+);
+pub const POOL_DEFAULT_UNUSED_TTL: Key = key("POOL_DEFAULT_UNUSED_TTL", "pooling.defaults.unused_ttl");
+/// Requests per second per user and server, fleet-wide (a server's `pool_rate_limit` overrides).
+pub const RATE_LIMIT_PER_USER: Key = key("RATE_LIMIT_PER_USER", "pooling.defaults.rate_limit");
+pub const RATE_LIMIT_BURST: Key = key("RATE_LIMIT_BURST", "pooling.defaults.rate_burst");
 
 /// Seconds after its creation during which a warm upstream session skips the pre-ping.
 pub const POOL_PRE_PING_WINDOW: Key = key("POOL_PRE_PING_WINDOW", "pooling.pre_ping_window");
@@ -232,6 +244,11 @@ pub const ALL: &[Key] = &[
     POOL_DEFAULT_SESSION_CAPACITY,
     POOL_DEFAULT_LEASE_TTL,
     POOL_DEFAULT_IDLE_TTL,
+    POOL_DEFAULT_MAX_SESSIONS_PER_USER,
+    POOL_DEFAULT_MAX_INFLIGHT_PER_USER,
+    POOL_DEFAULT_UNUSED_TTL,
+    RATE_LIMIT_PER_USER,
+    RATE_LIMIT_BURST,
     POOL_PRE_PING_WINDOW,
     POOL_MANAGER_CLEANUP_INTERVAL,
     POOL_MANAGER_HEALTH_CHECK_INTERVAL,

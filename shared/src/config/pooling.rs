@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::domain::pool::{PoolConfig, PoolConfigPatch};
+use crate::domain::pool::{PoolConfig, PoolConfigPatch, QuotaValue};
 
 use super::audit::AuditSettings;
 use super::keys::{self, Key};
@@ -113,6 +113,17 @@ impl PoolingSettings {
             (keys::POOL_DEFAULT_LEASE_TTL.env, d.pool_lease_ttl.to_string()),
             (keys::POOL_DEFAULT_IDLE_TTL.env, d.pool_idle_ttl.to_string()),
             (
+                keys::POOL_DEFAULT_MAX_SESSIONS_PER_USER.env,
+                d.pool_max_sessions_per_user.to_string(),
+            ),
+            (
+                keys::POOL_DEFAULT_MAX_INFLIGHT_PER_USER.env,
+                d.pool_max_inflight_per_user.to_string(),
+            ),
+            (keys::POOL_DEFAULT_UNUSED_TTL.env, d.pool_unused_ttl.to_string()),
+            (keys::RATE_LIMIT_PER_USER.env, d.pool_rate_limit.to_string()),
+            (keys::RATE_LIMIT_BURST.env, d.pool_rate_burst.to_string()),
+            (
                 keys::POOL_PRE_PING_WINDOW.env,
                 self.pre_ping_window.as_secs().to_string(),
             ),
@@ -162,6 +173,13 @@ fn pool_defaults(src: &Sources<'_>) -> Result<PoolConfig, ConfigError> {
         }
     };
     let text = |key: &Key| src.get_opt_string(key).map(|(v, _)| v);
+    let quota = |key: &Key| {
+        text(key).map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_or_else(|_| QuotaValue::Word(v.trim().to_owned()), QuotaValue::Number)
+        })
+    };
     let patch = PoolConfigPatch {
         pool_enabled: None,
         pool_strategy: text(&keys::POOL_DEFAULT_STRATEGY),
@@ -175,6 +193,11 @@ fn pool_defaults(src: &Sources<'_>) -> Result<PoolConfig, ConfigError> {
         pool_lease_ttl: int(&keys::POOL_DEFAULT_LEASE_TTL)?,
         pool_idle_ttl: int(&keys::POOL_DEFAULT_IDLE_TTL)?,
         pool_auto_optimize: None,
+        pool_max_sessions_per_user: quota(&keys::POOL_DEFAULT_MAX_SESSIONS_PER_USER),
+        pool_max_inflight_per_user: quota(&keys::POOL_DEFAULT_MAX_INFLIGHT_PER_USER),
+        pool_unused_ttl: int(&keys::POOL_DEFAULT_UNUSED_TTL)?,
+        pool_rate_limit: int(&keys::RATE_LIMIT_PER_USER)?,
+        pool_rate_burst: int(&keys::RATE_LIMIT_BURST)?,
     };
     PoolConfig::default().apply(&patch).map_err(|e| {
         let key = match e.field.as_str() {
@@ -186,6 +209,11 @@ fn pool_defaults(src: &Sources<'_>) -> Result<PoolConfig, ConfigError> {
             "pool_isolation" => keys::POOL_DEFAULT_ISOLATION,
             "pool_session_capacity" => keys::POOL_DEFAULT_SESSION_CAPACITY,
             "pool_lease_ttl" => keys::POOL_DEFAULT_LEASE_TTL,
+            "pool_max_sessions_per_user" => keys::POOL_DEFAULT_MAX_SESSIONS_PER_USER,
+            "pool_max_inflight_per_user" => keys::POOL_DEFAULT_MAX_INFLIGHT_PER_USER,
+            "pool_unused_ttl" => keys::POOL_DEFAULT_UNUSED_TTL,
+            "pool_rate_limit" => keys::RATE_LIMIT_PER_USER,
+            "pool_rate_burst" => keys::RATE_LIMIT_BURST,
             _ => keys::POOL_DEFAULT_IDLE_TTL,
         };
         let origin = src.raw(&key).map(|(_, o)| o).unwrap_or(Origin::Default);

@@ -5,7 +5,8 @@
 use super::keys;
 
 /// Prefixes of the environment poolgate owns.
-const OWNED_PREFIXES: [&str; 8] = [
+const OWNED_PREFIXES: [&str; 9] = [
+    "RATE_LIMIT_",
     "POOL_",
     "REDIS_",
     "DB_",

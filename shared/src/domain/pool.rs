@@ -28,6 +28,16 @@ pub const DEFAULT_POOL_LEASE_TTL: u32 = 60;
 /// Seconds a binding may stay unused before it ends and its upstream session is closed.
 pub const DEFAULT_POOL_IDLE_TTL: u32 = 1800;
 
+/// Seconds a client session bound at `initialize` may stay unused before it ends (it becomes used
+/// with its first request after `initialize`; from then on `pool_idle_ttl` applies).
+pub const DEFAULT_POOL_UNUSED_TTL: u32 = 60;
+/// Requests per second per user and server; 0 = no rate limit (`RATE_LIMIT_PER_USER`).
+pub const DEFAULT_POOL_RATE_LIMIT: u32 = 0;
+/// Requests a user may send at once above the rate; 0 = one second's worth (`RATE_LIMIT_BURST`).
+pub const DEFAULT_POOL_RATE_BURST: u32 = 0;
+/// Highest rate limit accepted (requests per second).
+pub const MAX_RATE: i64 = 1_000_000;
+
 /// Upper bounds: far above any sane deployment, low enough that arithmetic on them (in Rust and
 /// in Lua's doubles) can never overflow.
 pub const MAX_POOL_SIZE: i64 = 10_000;
@@ -82,6 +92,94 @@ impl FromStr for Strategy {
     }
 }
 
+/// A per-user quota (`pool_max_sessions_per_user`, `pool_max_inflight_per_user`): `auto` — the
+/// default — lets one user take at most half of the pool (rounded up), so one user can never
+/// starve the others; a number sets the limit; `0` means unlimited. Quotas count authenticated
+/// subjects only: without `AUTH_REQUIRED` every caller is `anonymous` and none applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Quota {
+    #[default]
+    Auto,
+    Limit(u32),
+}
+
+/// A quota as sent: a number or `"auto"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QuotaValue {
+    Number(i64),
+    Word(String),
+}
+
+impl Quota {
+    /// The limit that applies given the pool's fair share (half its capacity); 0 = unlimited.
+    pub fn effective(self, capacity: u32) -> u32 {
+        match self {
+            Quota::Auto => capacity.div_ceil(2).max(1),
+            Quota::Limit(n) => n,
+        }
+    }
+
+    /// As stored in the database: -1 for `auto`.
+    pub fn stored(self) -> i64 {
+        match self {
+            Quota::Auto => -1,
+            Quota::Limit(n) => n.into(),
+        }
+    }
+
+    pub fn from_stored(v: i64) -> Quota {
+        u32::try_from(v).map_or(Quota::Auto, Quota::Limit)
+    }
+
+    fn parse(field: &str, v: &QuotaValue) -> Result<Quota, FieldError> {
+        match v {
+            QuotaValue::Word(w) if w == "auto" => Ok(Quota::Auto),
+            QuotaValue::Word(w) => Err(FieldError::new(
+                field,
+                format!("must be \"auto\" or a whole number (got {w:?})"),
+            )),
+            QuotaValue::Number(n) => ranged(field, *n, 0, MAX_POOL_SIZE * MAX_SESSION_CAPACITY, "").map(Quota::Limit),
+        }
+    }
+
+    fn value(self) -> QuotaValue {
+        match self {
+            Quota::Auto => QuotaValue::Word("auto".to_owned()),
+            Quota::Limit(n) => QuotaValue::Number(n.into()),
+        }
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quota::Auto => f.write_str("auto"),
+            Quota::Limit(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl FromStr for Quota {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = s.trim().parse::<i64>().map_or_else(|_| QuotaValue::Word(s.trim().to_owned()), QuotaValue::Number);
+        Quota::parse("quota", &v).map_err(|e| e.rule)
+    }
+}
+
+impl Serialize for Quota {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quota {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Quota::parse("quota", &QuotaValue::deserialize(d)?).map_err(|e| serde::de::Error::custom(e.rule))
+    }
+}
+
 /// Whether an upstream session belongs to one downstream session or is shared (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +231,16 @@ pub struct PoolConfig {
     pub pool_idle_ttl: u32,
     /// Apply the optimizer's recommendation automatically (with hysteresis; audited).
     pub pool_auto_optimize: bool,
+    /// Client sessions (bindings) one user may hold in this pool.
+    pub pool_max_sessions_per_user: Quota,
+    /// Requests one user may have in flight in this pool.
+    pub pool_max_inflight_per_user: Quota,
+    /// Seconds a client session may stay unused after `initialize`.
+    pub pool_unused_ttl: u32,
+    /// Requests per second per user (fleet-wide, GCRA); 0 = off.
+    pub pool_rate_limit: u32,
+    /// Burst above the rate; 0 = one second's worth.
+    pub pool_rate_burst: u32,
 }
 
 impl Default for PoolConfig {
@@ -150,6 +258,35 @@ impl Default for PoolConfig {
             pool_lease_ttl: DEFAULT_POOL_LEASE_TTL,
             pool_idle_ttl: DEFAULT_POOL_IDLE_TTL,
             pool_auto_optimize: false,
+            pool_max_sessions_per_user: Quota::Auto,
+            pool_max_inflight_per_user: Quota::Auto,
+            pool_unused_ttl: DEFAULT_POOL_UNUSED_TTL,
+            pool_rate_limit: DEFAULT_POOL_RATE_LIMIT,
+            pool_rate_burst: DEFAULT_POOL_RATE_BURST,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The session quota that applies (0 = unlimited).
+    pub fn sessions_per_user(&self) -> u32 {
+        self.pool_max_sessions_per_user.effective(self.pool_max_size)
+    }
+
+    /// The in-flight quota that applies (0 = unlimited).
+    pub fn inflight_per_user(&self) -> u32 {
+        self.pool_max_inflight_per_user
+            .effective(self.pool_max_size.saturating_mul(self.pool_session_capacity))
+    }
+
+    /// The rate limit's burst that applies (requests accepted at once; 0 when there is no limit).
+    pub fn rate_burst(&self) -> u32 {
+        if self.pool_rate_limit == 0 {
+            0
+        } else if self.pool_rate_burst == 0 {
+            self.pool_rate_limit
+        } else {
+            self.pool_rate_burst
         }
     }
 }
@@ -271,13 +408,48 @@ pub struct PoolConfigPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub pool_auto_optimize: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "max_sessions_per_user",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_max_sessions_per_user: Option<QuotaValue>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "max_inflight_per_user",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_max_inflight_per_user: Option<QuotaValue>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "unused_ttl",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_unused_ttl: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "rate_limit",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_rate_limit: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "rate_burst",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pool_rate_burst: Option<i64>,
 }
 
 /// Every JSON key a [`PoolConfigPatch`] accepts (names and aliases): bodies that mix server and
 /// pool fields are split on this list rather than with `#[serde(flatten)]`, which would lose
 /// `deny_unknown_fields` and the path of a bad value.
 /// Pool fields that follow `POOL_DEFAULT_*` while a server never set them explicitly.
-pub const DEFAULTED_FIELDS: [&str; 10] = [
+pub const DEFAULTED_FIELDS: [&str; 15] = [
     "pool_strategy",
     "pool_min_size",
     "pool_max_size",
@@ -288,6 +460,11 @@ pub const DEFAULTED_FIELDS: [&str; 10] = [
     "pool_session_capacity",
     "pool_lease_ttl",
     "pool_idle_ttl",
+    "pool_max_sessions_per_user",
+    "pool_max_inflight_per_user",
+    "pool_unused_ttl",
+    "pool_rate_limit",
+    "pool_rate_burst",
 ];
 
 impl PoolConfigPatch {
@@ -304,6 +481,11 @@ impl PoolConfigPatch {
             self.pool_session_capacity.is_some(),
             self.pool_lease_ttl.is_some(),
             self.pool_idle_ttl.is_some(),
+            self.pool_max_sessions_per_user.is_some(),
+            self.pool_max_inflight_per_user.is_some(),
+            self.pool_unused_ttl.is_some(),
+            self.pool_rate_limit.is_some(),
+            self.pool_rate_burst.is_some(),
         ];
         DEFAULTED_FIELDS
             .into_iter()
@@ -338,6 +520,16 @@ pub const PATCH_FIELDS: &[&str] = &[
     "idle_ttl",
     "pool_auto_optimize",
     "auto_optimize",
+    "pool_max_sessions_per_user",
+    "max_sessions_per_user",
+    "pool_max_inflight_per_user",
+    "max_inflight_per_user",
+    "pool_unused_ttl",
+    "unused_ttl",
+    "pool_rate_limit",
+    "rate_limit",
+    "pool_rate_burst",
+    "rate_burst",
 ];
 
 impl PoolConfigPatch {
@@ -397,6 +589,21 @@ impl PoolConfig {
         if let Some(v) = patch.pool_auto_optimize {
             next.pool_auto_optimize = v;
         }
+        if let Some(v) = &patch.pool_max_sessions_per_user {
+            next.pool_max_sessions_per_user = Quota::parse("pool_max_sessions_per_user", v)?;
+        }
+        if let Some(v) = &patch.pool_max_inflight_per_user {
+            next.pool_max_inflight_per_user = Quota::parse("pool_max_inflight_per_user", v)?;
+        }
+        if let Some(v) = patch.pool_unused_ttl {
+            next.pool_unused_ttl = ranged("pool_unused_ttl", v, 1, MAX_TTL_SECONDS, " seconds")?;
+        }
+        if let Some(v) = patch.pool_rate_limit {
+            next.pool_rate_limit = ranged("pool_rate_limit", v, 0, MAX_RATE, " requests per second")?;
+        }
+        if let Some(v) = patch.pool_rate_burst {
+            next.pool_rate_burst = ranged("pool_rate_burst", v, 0, MAX_RATE, " requests")?;
+        }
         if next.pool_min_size > next.pool_max_size {
             // Name the field the caller touched, so the error points at what they sent.
             let field = if patch.pool_min_size.is_some() || patch.pool_max_size.is_none() {
@@ -429,6 +636,11 @@ impl PoolConfig {
             "pool_session_capacity" => self.pool_session_capacity.to_string(),
             "pool_lease_ttl" => self.pool_lease_ttl.to_string(),
             "pool_idle_ttl" => self.pool_idle_ttl.to_string(),
+            "pool_max_sessions_per_user" => self.pool_max_sessions_per_user.to_string(),
+            "pool_max_inflight_per_user" => self.pool_max_inflight_per_user.to_string(),
+            "pool_unused_ttl" => self.pool_unused_ttl.to_string(),
+            "pool_rate_limit" => self.pool_rate_limit.to_string(),
+            "pool_rate_burst" => self.pool_rate_burst.to_string(),
             _ => return None,
         })
     }
@@ -450,6 +662,11 @@ impl PoolConfig {
                 "pool_session_capacity" => next.pool_session_capacity = defaults.pool_session_capacity,
                 "pool_lease_ttl" => next.pool_lease_ttl = defaults.pool_lease_ttl,
                 "pool_idle_ttl" => next.pool_idle_ttl = defaults.pool_idle_ttl,
+                "pool_max_sessions_per_user" => next.pool_max_sessions_per_user = defaults.pool_max_sessions_per_user,
+                "pool_max_inflight_per_user" => next.pool_max_inflight_per_user = defaults.pool_max_inflight_per_user,
+                "pool_unused_ttl" => next.pool_unused_ttl = defaults.pool_unused_ttl,
+                "pool_rate_limit" => next.pool_rate_limit = defaults.pool_rate_limit,
+                "pool_rate_burst" => next.pool_rate_burst = defaults.pool_rate_burst,
                 _ => {}
             }
         }
@@ -471,6 +688,11 @@ impl PoolConfig {
             pool_lease_ttl: Some(self.pool_lease_ttl.into()),
             pool_idle_ttl: Some(self.pool_idle_ttl.into()),
             pool_auto_optimize: Some(self.pool_auto_optimize),
+            pool_max_sessions_per_user: Some(self.pool_max_sessions_per_user.value()),
+            pool_max_inflight_per_user: Some(self.pool_max_inflight_per_user.value()),
+            pool_unused_ttl: Some(self.pool_unused_ttl.into()),
+            pool_rate_limit: Some(self.pool_rate_limit.into()),
+            pool_rate_burst: Some(self.pool_rate_burst.into()),
         }
     }
 }
