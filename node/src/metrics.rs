@@ -35,6 +35,8 @@ pub struct NodeMetrics {
     pub duration: HistogramVec,
     pub control_up: IntGauge,
     pub draining: IntGauge,
+    /// Requests refused for fairness, by server and reason (never by user: unbounded labels).
+    pub refusals: IntCounterVec,
     fleet: Mutex<Option<(Instant, String)>>,
     /// One refresh at a time; concurrent scrapes wait for it and share its result.
     refreshing: tokio::sync::Mutex<()>,
@@ -68,6 +70,14 @@ impl NodeMetrics {
             "poolgate_node_draining",
             "1 while this node shuts down (refusing new requests)",
         )))?;
+        let refusals = IntCounterVec::new(
+            node(Opts::new(
+                "mcp_gateway_requests_refused_total",
+                "MCP requests this node refused for fairness, by server and reason (rate_limited, \
+                 quota_sessions, quota_inflight)",
+            )),
+            &["server_id", "reason"],
+        )?;
         let build = IntGauge::with_opts(
             node(Opts::new(
                 "poolgate_build_info",
@@ -81,6 +91,7 @@ impl NodeMetrics {
             Box::new(duration.clone()),
             Box::new(control_up.clone()),
             Box::new(draining.clone()),
+            Box::new(refusals.clone()),
             Box::new(build),
         ] {
             registry.register(c)?;
@@ -91,6 +102,7 @@ impl NodeMetrics {
             duration,
             control_up,
             draining,
+            refusals,
             fleet: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
         })
@@ -100,6 +112,11 @@ impl NodeMetrics {
     pub fn observe(&self, kind: &str, status: u16, elapsed: Duration) {
         self.requests.with_label_values(&[kind, status_label(status)]).inc();
         self.duration.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one request refused for fairness.
+    pub fn refused(&self, server_id: &str, reason: &str) {
+        self.refusals.with_label_values(&[server_id, reason]).inc();
     }
 
     /// The node's own series in the text exposition format.

@@ -72,6 +72,38 @@ impl AppState {
         AppState(Arc::new(inner))
     }
 
+    /// The user per-user quotas and rate limits count for a caller: `None` when tokens are not
+    /// required (every caller is then `anonymous`, one "user" that must not be limited as one).
+    pub fn quota_user(&self, subject: &str) -> Option<String> {
+        self.config
+            .auth
+            .required
+            .then(|| poolgate_control::slots::binding_key::quota_user(subject))
+    }
+
+    /// A lease for a client request, counting refusals by quota or rate limit on `/metrics`.
+    pub async fn lease(
+        &self,
+        server: &std::sync::Arc<Server>,
+        req: poolgate_control::slots::LeaseRequest<'_>,
+    ) -> Result<poolgate_control::slots::LeaseGuard, poolgate_control::slots::SlotError> {
+        use poolgate_control::slots::SlotError;
+        use poolgate_control::ControlError;
+        let leased = self.slots.lease(server, req).await;
+        let reason = match &leased {
+            Err(SlotError::Control(ControlError::RateLimited { .. })) => Some("rate_limited"),
+            Err(SlotError::Control(ControlError::OverQuota { quota, .. })) => Some(match quota {
+                poolgate_control::QuotaKind::Sessions => "quota_sessions",
+                poolgate_control::QuotaKind::Inflight => "quota_inflight",
+            }),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.metrics.refused(server.id.as_str(), reason);
+        }
+        leased
+    }
+
     /// Whether `user` is back on the slot of its previous request to `server` (and remembers it).
     pub fn note_affinity(&self, server: &ServerId, user: &str, slot: &str) -> poolgate_control::Affinity {
         use poolgate_control::Affinity;

@@ -110,6 +110,12 @@ pub mod binding_key {
         subject.replace('%', "%25").replace(':', "%3A")
     }
 
+    /// The user id per-user quotas and rate limits count (the escaped subject, as inside a
+    /// session key, so the control plane can tell whose a client session is).
+    pub fn quota_user(subject: &str) -> String {
+        escape(subject)
+    }
+
     pub fn user(subject: &str, server: &ServerId) -> String {
         format!("{}{}:{server}", super::USER_KEY_PREFIX, escape(subject))
     }
@@ -168,6 +174,9 @@ pub struct LeaseRequest<'a> {
     /// Ping a warm session older than the pre-ping window before handing it out
     /// (`pool_pre_ping`); a dead one is retired and another tried once.
     pub pre_ping: bool,
+    /// The user per-user quotas and the rate limit count ([`binding_key::quota_user`]); `None`
+    /// for anonymous callers.
+    pub user: Option<&'a str>,
 }
 
 /// The pool client. Cheap to clone. See the module doc.
@@ -398,7 +407,10 @@ impl SlotClient {
 
     async fn lease_once(&self, server: &Arc<Server>, req: LeaseRequest<'_>) -> Result<LeaseGuard, SlotError> {
         let timeout = Duration::from_secs(server.pool.pool_timeout.into());
-        let acquire = || AcquireRequest::new(&self.0.holder, req.key);
+        let acquire = || AcquireRequest {
+            user: req.user.map(str::to_owned),
+            ..AcquireRequest::new(&self.0.holder, req.key)
+        };
         let mut acquired = self.0.pools.acquire(&server.id, &acquire(), timeout).await;
         if matches!(acquired, Err(ControlError::BindingLost)) && req.key.is_some_and(|k| k.starts_with(USER_KEY_PREFIX))
         {

@@ -44,7 +44,9 @@ async fn session_quota_refuses_only_the_user_at_it(backend: Backend) {
         sessions_per_user: 2,
         ..Default::default()
     };
-    cp.sync(&pool, &fair(Isolation::Session, 10, fairness)).await.expect("sync");
+    cp.sync(&pool, &fair(Isolation::Session, 10, fairness))
+        .await
+        .expect("sync");
     let a1 = open_session(&cp, &pool, "alice", "a1").await;
     let _a2 = open_session(&cp, &pool, "alice", "a2").await;
     let third = binding_key::session("alice", &pool);
@@ -78,7 +80,10 @@ async fn inflight_quota_counts_leases_across_nodes(backend: Backend) {
         inflight_per_user: 1,
         ..Default::default()
     };
-    nodes[0].sync(&pool, &fair(Isolation::Shared, 4, fairness)).await.expect("sync");
+    nodes[0]
+        .sync(&pool, &fair(Isolation::Shared, 4, fairness))
+        .await
+        .expect("sync");
     let resv = reserved(&nodes[0], &pool, &as_user("alice", None)).await;
     let held = commit_lease(&nodes[0], &pool, &resv, "s0").await;
     match nodes[1].try_acquire(&pool, &as_user("alice", None)).await {
@@ -109,7 +114,9 @@ async fn unused_sessions_end_after_the_short_ttl(backend: Backend) {
         unused_ttl_ms: 300,
         ..Default::default()
     };
-    cp.sync(&pool, &fair(Isolation::Session, 10, fairness)).await.expect("sync");
+    cp.sync(&pool, &fair(Isolation::Session, 10, fairness))
+        .await
+        .expect("sync");
     open_session(&cp, &pool, "alice", "unused").await;
     let used = open_session(&cp, &pool, "alice", "used").await;
     let lease = leased(&cp, &pool, &as_user("alice", Some(&used))).await;
@@ -136,7 +143,10 @@ async fn rate_limit_is_fleet_wide_per_user(backend: Backend) {
         rate_burst: 3,
         ..Default::default()
     };
-    nodes[0].sync(&pool, &fair(Isolation::Shared, 8, fairness)).await.expect("sync");
+    nodes[0]
+        .sync(&pool, &fair(Isolation::Shared, 8, fairness))
+        .await
+        .expect("sync");
     let mut admitted = 0;
     let mut refused = None;
     for i in 0..8 {
@@ -194,7 +204,9 @@ async fn anonymous_callers_are_not_limited(backend: Backend) {
         rate_burst: 1,
         unused_ttl_ms: 0,
     };
-    cp.sync(&pool, &fair(Isolation::Shared, 3, fairness)).await.expect("sync");
+    cp.sync(&pool, &fair(Isolation::Shared, 3, fairness))
+        .await
+        .expect("sync");
     let mut held = Vec::new();
     for i in 0..3 {
         let req = AcquireRequest::new("node-a", None);

@@ -379,7 +379,9 @@ pub async fn run_scenario(ctx: &mut Ctx, id: &str) -> ScenarioResult {
 fn pool(strategy: &str, isolation: &str, max: u32, capacity: u32, timeout: u32) -> Value {
     json!({"pool_enabled": true, "pool_strategy": strategy, "pool_isolation": isolation,
            "pool_min_size": 0, "pool_max_size": max, "pool_session_capacity": capacity,
-           "pool_timeout": timeout})
+           "pool_timeout": timeout,
+           // The scenarios measure one tenant's throughput: no per-user share.
+           "pool_max_sessions_per_user": 0, "pool_max_inflight_per_user": 0})
 }
 
 fn embedded_env(dir: &std::path::Path, name: &str) -> NodeEnv {

@@ -14,6 +14,7 @@ mod bulk;
 mod cli;
 mod conformance;
 mod converge;
+mod fairness;
 mod fuzz;
 mod hostile;
 mod mcp;

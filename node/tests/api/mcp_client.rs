@@ -163,8 +163,11 @@ pub fn merged(mut base: Value, over: Value) -> Value {
 }
 
 /// Registers `id` over `endpoints` with pooling on, no warm sessions, and the given pool fields.
+/// Per-user quotas are off unless `pool` sets them: most tests fill a pool as one user on
+/// purpose (the fairness tests set their own).
 pub async fn register_endpoints(app: &TestApp, id: &str, endpoints: Value, pool: Value) {
-    let extra = json!({"endpoints": endpoints, "pool_enabled": true, "pool_min_size": 0});
+    let extra = json!({"endpoints": endpoints, "pool_enabled": true, "pool_min_size": 0,
+        "pool_max_sessions_per_user": 0, "pool_max_inflight_per_user": 0});
     app.create_server(id, merged(extra, pool)).await;
 }
 

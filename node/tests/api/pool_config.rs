@@ -71,7 +71,8 @@ async fn valid_changes_apply_partially(backend: Backend) {
         "pool_enabled": true, "pool_strategy": "weighted", "pool_min_size": 3, "pool_max_size": 15,
         "pool_timeout": 45, "pool_recycle_seconds": 7200, "pool_pre_ping": false,
         "pool_isolation": "shared", "pool_session_capacity": 4, "pool_lease_ttl": 90, "pool_idle_ttl": 600,
-        "pool_auto_optimize": false
+        "pool_auto_optimize": false, "pool_max_sessions_per_user": "auto", "pool_max_inflight_per_user": "auto",
+        "pool_unused_ttl": 60, "pool_rate_limit": 0, "pool_rate_burst": 0
     });
     assert_eq!(view, expected);
     // The seed's short names, partial: only max_size changes.

@@ -163,7 +163,10 @@ impl fmt::Display for Quota {
 impl FromStr for Quota {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let v = s.trim().parse::<i64>().map_or_else(|_| QuotaValue::Word(s.trim().to_owned()), QuotaValue::Number);
+        let v = s
+            .trim()
+            .parse::<i64>()
+            .map_or_else(|_| QuotaValue::Word(s.trim().to_owned()), QuotaValue::Number);
         Quota::parse("quota", &v).map_err(|e| e.rule)
     }
 }
@@ -700,6 +703,7 @@ impl PoolConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn defaults_match_the_seed() {
@@ -795,6 +799,59 @@ mod tests {
     }
 
     #[test]
+    fn quotas_are_auto_a_number_or_unlimited() {
+        let d = PoolConfig::default();
+        // auto: half the pool, rounded up (10 slots × capacity 1).
+        assert_eq!((d.sessions_per_user(), d.inflight_per_user()), (5, 5));
+        let set = |v: Value| {
+            serde_json::from_value::<PoolConfigPatch>(json!({ "pool_max_sessions_per_user": v }))
+                .map_err(|e| e.to_string())
+                .and_then(|p| d.apply(&p).map_err(|e| e.to_string()))
+        };
+        assert_eq!(set(json!(0)).expect("0").sessions_per_user(), 0, "0 = unlimited");
+        assert_eq!(set(json!(3)).expect("3").sessions_per_user(), 3);
+        assert_eq!(
+            set(json!("auto")).expect("auto").pool_max_sessions_per_user,
+            Quota::Auto
+        );
+        let err = set(json!("many")).expect_err("a word other than auto");
+        assert!(
+            err.contains("pool_max_sessions_per_user") && err.contains("auto"),
+            "{err}"
+        );
+        let err = set(json!(-1)).expect_err("negative");
+        assert!(err.contains("pool_max_sessions_per_user"), "{err}");
+        // Stored as -1 for auto, read back the same.
+        for q in [Quota::Auto, Quota::Limit(0), Quota::Limit(7)] {
+            assert_eq!(Quota::from_stored(q.stored()), q);
+        }
+        let shown = serde_json::to_value(d).expect("serializes");
+        assert_eq!(shown["pool_max_inflight_per_user"], "auto");
+    }
+
+    #[test]
+    fn the_rate_burst_defaults_to_one_seconds_worth() {
+        let d = PoolConfig::default();
+        assert_eq!(d.rate_burst(), 0, "no limit, no burst");
+        let p = PoolConfigPatch {
+            pool_rate_limit: Some(20),
+            ..Default::default()
+        };
+        assert_eq!(d.apply(&p).expect("rate").rate_burst(), 20);
+        let p = PoolConfigPatch {
+            pool_rate_limit: Some(20),
+            pool_rate_burst: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(d.apply(&p).expect("rate").rate_burst(), 3);
+        let p = PoolConfigPatch {
+            pool_rate_limit: Some(MAX_RATE + 1),
+            ..Default::default()
+        };
+        assert_eq!(d.apply(&p).expect_err("too high").field, "pool_rate_limit");
+    }
+
+    #[test]
     fn min_above_max_names_the_field_that_was_sent() {
         let base = PoolConfig::default();
         let err = base
@@ -858,6 +915,6 @@ mod tests {
             let patch: PoolConfigPatch = serde_json::from_value(body).expect(key);
             assert!(!patch.is_empty(), "{key}");
         }
-        assert_eq!(PATCH_FIELDS.len(), 24);
+        assert_eq!(PATCH_FIELDS.len(), 34);
     }
 }

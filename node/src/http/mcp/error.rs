@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use poolgate_control::slots::SlotError;
-use poolgate_control::ControlError;
+use poolgate_control::{ControlError, QuotaKind};
 use poolgate_upstream::UpstreamError;
 
 /// JSON-RPC error codes the gateway answers with.
@@ -27,6 +27,8 @@ pub mod code {
     pub const UPSTREAM_ERROR: i64 = -32003;
     /// Server-defined: the client re-used a request id that is still in flight.
     pub const DUPLICATE_ID: i64 = -32004;
+    /// Server-defined: the caller's rate limit or a per-user quota refused the request (HTTP 429).
+    pub const TOO_MANY_REQUESTS: i64 = -32005;
     /// Server-defined (as the SDK servers answer it): the request's `Origin` or `Host` is refused.
     pub const FORBIDDEN: i64 = -32000;
     /// 2026-07-28: a routing header does not match the body.
@@ -94,6 +96,10 @@ pub enum McpError {
     TooLarge(usize),
     /// A `Content-Type` that is not JSON (what the client sent, shortened).
     UnsupportedMediaType(String),
+    /// The caller's rate limit (`pool_rate_limit`) refused the request.
+    RateLimited { retry_after_ms: u64, rate: u32, burst: u32 },
+    /// The caller holds as many client sessions or requests in flight as one user may.
+    OverQuota { quota: QuotaKind, limit: u32 },
 }
 
 impl McpError {
@@ -134,6 +140,9 @@ impl McpError {
             McpError::StreamConflict => (StatusCode::CONFLICT, INVALID_REQUEST),
             McpError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, INVALID_REQUEST),
             McpError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, INVALID_REQUEST),
+            McpError::RateLimited { .. } | McpError::OverQuota { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, TOO_MANY_REQUESTS)
+            }
         }
     }
 
@@ -168,6 +177,18 @@ impl McpError {
             McpError::CircuitOpen => {
                 "every endpoint of this server is failing (circuit breaker open); retry later".to_owned()
             }
+            McpError::RateLimited { rate, burst, .. } => format!(
+                "rate limit exceeded: at most {rate} requests per second per user (burst {burst}; pool_rate_limit)"
+            ),
+            McpError::OverQuota { quota, limit } => format!(
+                "{} quota reached: at most {limit} {} per user in this pool ({})",
+                quota.as_str(),
+                match quota {
+                    QuotaKind::Sessions => "client sessions",
+                    QuotaKind::Inflight => "requests in flight",
+                },
+                quota.setting()
+            ),
         }
     }
 
@@ -177,6 +198,10 @@ impl McpError {
                 Some(json!({"supported": supported, "requested": requested}))
             }
             McpError::MethodNotFound { method, .. } => Some(json!(method)),
+            McpError::RateLimited { retry_after_ms, .. } => {
+                Some(json!({"limit": "pool_rate_limit", "retryAfterMs": retry_after_ms}))
+            }
+            McpError::OverQuota { quota, limit } => Some(json!({"quota": quota.setting(), "limit": limit})),
             _ => None,
         }
     }
@@ -215,12 +240,56 @@ impl McpError {
     fn respond(self, id: &Value, in_band: bool) -> Response {
         let (status, _) = self.parts(in_band);
         let body = json!({"jsonrpc": "2.0", "id": id, "error": self.error_object(in_band)});
+        let limits = self.limit_headers();
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        for (name, value) in limits {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
         resp
+    }
+
+    /// `Retry-After`, and for the rate limit the IETF `RateLimit-Policy` / `RateLimit` fields
+    /// (draft-ietf-httpapi-ratelimit-headers: the policy admits `q` requests per window of `w`
+    /// seconds, the time a full burst takes to refill; nothing `r` remains for `t` seconds).
+    fn limit_headers(&self) -> Vec<(header::HeaderName, String)> {
+        match self {
+            McpError::RateLimited {
+                retry_after_ms,
+                rate,
+                burst,
+            } => {
+                let retry = retry_after_ms.div_ceil(1000).max(1);
+                let window = u64::from(*burst).div_ceil(u64::from((*rate).max(1))).max(1);
+                vec![
+                    (header::RETRY_AFTER, retry.to_string()),
+                    (
+                        header::HeaderName::from_static("ratelimit-policy"),
+                        format!("\"user\";q={burst};w={window}"),
+                    ),
+                    (
+                        header::HeaderName::from_static("ratelimit"),
+                        format!("\"user\";r=0;t={retry}"),
+                    ),
+                ]
+            }
+            // A request in flight ends soon; a client session ends when its client closes it or
+            // after the unused/idle TTL.
+            McpError::OverQuota { quota, .. } => vec![(
+                header::RETRY_AFTER,
+                match quota {
+                    QuotaKind::Inflight => "1",
+                    QuotaKind::Sessions => "30",
+                }
+                .to_owned(),
+            )],
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -231,6 +300,16 @@ impl From<ControlError> for McpError {
             ControlError::BindingLost => McpError::SessionNotFound,
             ControlError::UnknownPool(_) => McpError::UnknownServer(None),
             ControlError::CircuitOpen => McpError::CircuitOpen,
+            ControlError::RateLimited {
+                retry_after_ms,
+                rate,
+                burst,
+            } => McpError::RateLimited {
+                retry_after_ms,
+                rate,
+                burst,
+            },
+            ControlError::OverQuota { quota, limit } => McpError::OverQuota { quota, limit },
             other => {
                 tracing::warn!(error = %other, "control plane call failed");
                 McpError::Coordination

@@ -271,15 +271,17 @@ pub(super) async fn forward_leased(
         forward_cancellation(state, scope, &msg).await;
         return Ok(StatusCode::ACCEPTED.into_response());
     }
+    let quota_user = state.quota_user(user);
     let request = LeaseRequest {
         key: lease_key.as_deref(),
         version: Some(version),
         pre_ping: false,
+        user: quota_user.as_deref(),
     };
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut lease = state.slots.lease(server, request).await?;
+        let mut lease = state.lease(server, request).await?;
         lease.measure();
         if server.pool.pool_isolation == Isolation::Shared && !user.is_empty() {
             lease.set_affinity(state.note_affinity(&server.id, user, &lease.slot().id));

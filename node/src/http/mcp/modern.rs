@@ -162,12 +162,14 @@ async fn discover(state: &AppState, server: &Arc<Server>, subject: &str, id: &Va
             Some((_, r)) => r,
             None => {
                 let key = lease_key(server, subject, false);
+                let quota_user = state.quota_user(subject);
                 let req = LeaseRequest {
                     key: key.as_deref(),
                     version: Some(LATEST_SESSION_VERSION),
                     pre_ping: false,
+                    user: quota_user.as_deref(),
                 };
-                let lease = state.slots.lease(server, req).await?;
+                let lease = state.lease(server, req).await?;
                 let meta = lease.slot().meta.clone();
                 lease.release().await;
                 state.slots.init_result(&server.id, &meta, true).1

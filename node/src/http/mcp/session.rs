@@ -100,12 +100,14 @@ pub(super) async fn initialize(
         let (meta, pv, result) = match cached {
             Some((pv, result)) => (SlotMeta::default(), pv, result),
             None => {
+                let quota_user = state.quota_user(subject);
                 let req = LeaseRequest {
                     key: bound.then_some(key.as_str()),
                     version: requested,
                     pre_ping: true,
+                    user: quota_user.as_deref(),
                 };
-                let lease = state.slots.lease(server, req).await?;
+                let lease = state.lease(server, req).await?;
                 let meta = lease.slot().meta.clone();
                 lease.release().await;
                 let (pv, result) = state.slots.init_result(&server.id, &meta, !bound);
