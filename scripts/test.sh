@@ -142,7 +142,7 @@ else
     phase tests cargo test --workspace --no-fail-fast "$@"
 fi
 
-# Load-test smoke run: every scenario (a)-(h) with tiny counts against debug binaries, so the
+# Load-test smoke run: every scenario (a)-(i) with tiny counts against debug binaries, so the
 # load tools cannot rot (the full runs stay out of CI: loadtests/README.md). Uses the test
 # PostgreSQL server; writes its report under the services' temporary directory.
 loadtests_smoke() {

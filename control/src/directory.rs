@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{AcquireRequest, Acquired, ControlError, ControlPlane, PoolSpec};
+use super::{AcquireRequest, Acquired, Attempt, ControlError, ControlPlane, PoolSpec};
 use poolgate_shared::domain::server::ServerId;
 use poolgate_store::Store;
 
@@ -33,6 +33,23 @@ impl Pools {
         let spec = PoolSpec::for_server(&server);
         self.control.sync(pool, &spec).await?;
         Ok(spec)
+    }
+
+    /// One [`ControlPlane::try_acquire`] (rebuilding a lost pool): `None` when it would wait.
+    pub async fn try_acquire(&self, pool: &ServerId, req: &AcquireRequest) -> Result<Option<Acquired>, ControlError> {
+        let attempt = match self.control.try_acquire(pool, req).await {
+            Err(ControlError::NotConfigured) => {
+                tracing::info!(%pool, "pool missing from the control plane; rebuilding it from the store");
+                self.sync_from_store(pool).await?;
+                self.control.try_acquire(pool, req).await?
+            }
+            other => other?,
+        };
+        Ok(match attempt {
+            Attempt::Leased(lease) => Some(Acquired::Leased(lease)),
+            Attempt::Create(resv) => Some(Acquired::Create(resv)),
+            Attempt::Wait { .. } => None,
+        })
     }
 
     /// [`ControlPlane::acquire`], rebuilding the pool from the store if the control plane lost it.

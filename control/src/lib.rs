@@ -102,6 +102,10 @@ pub enum ControlError {
     /// A slot is needed and every endpoint's circuit breaker is open: fail fast.
     #[error("every endpoint of this server is failing (circuit breaker open)")]
     CircuitOpen,
+    /// Admission refused a lease at once: the expected wait for a slot is past what the pool
+    /// can serve within its bound (HTTP 503 with Retry-After).
+    #[error("pool overloaded: the wait for a session (about {expected_ms} ms) would exceed the admission bound")]
+    Overloaded { expected_ms: u64 },
     /// The user's rate limit refuses the request (HTTP 429): retry after `retry_after_ms`.
     #[error("rate limit exceeded: {rate} requests per second per user (burst {burst})")]
     RateLimited { retry_after_ms: u64, rate: u32, burst: u32 },

@@ -12,7 +12,7 @@
 //!   PostgreSQL, killed on drop) of the benchmarks, the scenarios and the tests; a small RESP client.
 //! - [`loadgen`]: the fleet load generator (closed and open loop, session churn, HDR histograms;
 //!   `loadgen` binary) — any Streamable HTTP MCP URL on loopback.
-//! - [`scenarios`]: scenarios (a)-(h) of the load-test issue, each starting its own processes,
+//! - [`scenarios`]: scenarios (a)-(i) of the load-test issue, each starting its own processes,
 //!   and the report (JSON, Markdown, PNG plots; `scenarios` binary).
 //! - `bin/control_bench.rs`: the control-plane benchmark.
 

@@ -73,7 +73,7 @@ impl NodeMetrics {
         let refusals = IntCounterVec::new(
             node(Opts::new(
                 "mcp_gateway_requests_refused_total",
-                "MCP requests this node refused for fairness, by server and reason (rate_limited, \
+                "MCP requests this node refused for fairness or overload, by server and reason (rate_limited, shed, \
                  quota_sessions, quota_inflight)",
             )),
             &["server_id", "reason"],

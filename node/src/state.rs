@@ -92,6 +92,7 @@ impl AppState {
         let leased = self.slots.lease(server, req).await;
         let reason = match &leased {
             Err(SlotError::Control(ControlError::RateLimited { .. })) => Some("rate_limited"),
+            Err(SlotError::Control(ControlError::Overloaded { .. })) => Some("shed"),
             Err(SlotError::Control(ControlError::OverQuota { quota, .. })) => Some(match quota {
                 poolgate_control::QuotaKind::Sessions => "quota_sessions",
                 poolgate_control::QuotaKind::Inflight => "quota_inflight",

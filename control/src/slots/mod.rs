@@ -19,7 +19,9 @@
 //! - `guard.rs`: [`LeaseGuard`] (one release per lease, retire before it goes out).
 //! - `profile.rs`: [`Profiles`] (discovery per endpoint, initialize result per server) and
 //!   [`init_from_discovery`].
+//! - `admission.rs`: [`Admission`] (a bounded, FIFO wait for leases on any slot).
 
+mod admission;
 mod guard;
 mod profile;
 
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use admission::{Admission, Decision};
 pub use guard::LeaseGuard;
 pub use profile::{init_from_discovery, Profiles, DISCOVERY_TTL, SERVER_INFO_META};
 
@@ -195,6 +198,8 @@ struct Inner {
     releases: Arc<Tracker>,
     /// When endpoints' circuit breakers open.
     breaker: Breaker,
+    /// Per pool: this node's admission of unbound leases (see `admission.rs`).
+    admission: std::sync::Mutex<std::collections::HashMap<ServerId, Arc<Admission>>>,
 }
 
 impl SlotClient {
@@ -214,7 +219,16 @@ impl SlotClient {
             pre_ping_window,
             releases,
             breaker,
+            admission: Default::default(),
         }))
+    }
+
+    /// This node's admission state of `pool`.
+    pub fn admission(&self, pool: &ServerId) -> Arc<Admission> {
+        let Ok(mut all) = self.0.admission.lock() else {
+            return Arc::new(Admission::default());
+        };
+        Arc::clone(all.entry(pool.clone()).or_default())
     }
 
     /// The pool client a process builds from its configuration: the upstream client with the
@@ -411,7 +425,11 @@ impl SlotClient {
             user: req.user.map(str::to_owned),
             ..AcquireRequest::new(&self.0.holder, req.key)
         };
-        let mut acquired = self.0.pools.acquire(&server.id, &acquire(), timeout).await;
+        let mut acquired = if req.key.is_none() {
+            self.acquire_admitted(server, acquire(), timeout).await
+        } else {
+            self.0.pools.acquire(&server.id, &acquire(), timeout).await
+        };
         if matches!(acquired, Err(ControlError::BindingLost)) && req.key.is_some_and(|k| k.starts_with(USER_KEY_PREFIX))
         {
             // A per-user binding (2026-07-28 clients have no session to lose): the acquire already
@@ -425,6 +443,40 @@ impl SlotClient {
                 Committed::Added(_) => Err(SlotError::BindingChanged),
             },
         }
+    }
+
+    /// An unbound lease through admission (see `admission.rs`): at once when a slot is free and
+    /// nobody queues here; else queued in turn, for at most what the pool can serve, or refused.
+    async fn acquire_admitted(
+        &self,
+        server: &Server,
+        mut req: AcquireRequest,
+        timeout: Duration,
+    ) -> Result<Acquired, ControlError> {
+        let admission = self.admission(&server.id);
+        if admission.waiting() == 0 {
+            if let Some(acquired) = self.0.pools.try_acquire(&server.id, &req).await? {
+                return Ok(acquired);
+            }
+            // Charged once by the rate limit: the queued attempts are re-tries.
+            req.first = false;
+        }
+        let capacity = server
+            .pool
+            .pool_max_size
+            .saturating_mul(server.pool.pool_session_capacity);
+        let wait = match admission.decide(capacity, timeout) {
+            Decision::Wait(wait) => wait,
+            Decision::Refuse { expected_ms } => return Err(ControlError::Overloaded { expected_ms }),
+        };
+        let started = tokio::time::Instant::now();
+        let _queued = admission.enter();
+        let Ok(_turn) = tokio::time::timeout(wait, admission.turn.lock()).await else {
+            let _ = self.control().note_timeout(&server.id).await;
+            return Err(ControlError::Exhausted(wait));
+        };
+        let left = wait.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        self.0.pools.acquire(&server.id, &req, left).await
     }
 
     /// The `initialize` result session-era clients get (and the protocol version behind it),
@@ -447,6 +499,9 @@ impl SlotClient {
 
     /// Releases a lease (used by [`LeaseGuard`]), then closes what left the pool.
     async fn release(&self, server: &Server, lease: &str, outcome: Outcome) {
+        if let Some(ms) = outcome.latency_ms {
+            self.admission(&server.id).observe(Duration::from_millis(ms));
+        }
         match self.control().release(&server.id, lease, outcome).await {
             Ok(changed) => self.close_later(server, changed.closed),
             Err(e) => tracing::warn!(server_id = %server.id, error = %e, "release failed; the lease expires by TTL"),

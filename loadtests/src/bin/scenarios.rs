@@ -1,4 +1,4 @@
-//! `scenarios`: runs the load-test scenarios (a)-(h) and writes the report.
+//! `scenarios`: runs the load-test scenarios (a)-(i) and writes the report.
 //!
 //! ```text
 //! cargo build --release -p poolgate-node -p poolgate-loadtests

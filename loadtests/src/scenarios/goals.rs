@@ -167,6 +167,20 @@ pub const RECOVERY_ERRORS: Goal = Goal {
     unit: "",
 };
 
+pub const ABUSE_GOOD_P99: Goal = Goal {
+    name: "abuse: well-behaved p99 beside a 10x abuser / alone",
+    op: Op::AtMost,
+    value: 2.0,
+    unit: "x",
+};
+
+pub const ABUSE_GOOD_ERRORS: Goal = Goal {
+    name: "abuse: well-behaved errors beside the abuser",
+    op: Op::AtMost,
+    value: 0.0,
+    unit: "",
+};
+
 /// Every target, in report order.
 pub const ALL: &[&Goal] = &[
     &REDIS_NODE_THROUGHPUT,
@@ -189,6 +203,8 @@ pub const ALL: &[&Goal] = &[
     &OVERLOAD_ADMITTED_P99,
     &RECOVERY_P99,
     &RECOVERY_ERRORS,
+    &ABUSE_GOOD_P99,
+    &ABUSE_GOOD_ERRORS,
 ];
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Scenarios (a)-(h) of the load-test issue. Each one starts the processes it needs (test
+//! Scenarios (a)-(i) of the load-test issue. Each one starts the processes it needs (test
 //! upstreams, poolgate nodes, a private Redis and PostgreSQL), drives them with the load generator,
 //! measures around the runs (CPU per request, Redis round trips and CPU, RSS per session, per-slot
 //! use) and compares every figure with a baseline measured in the same scenario — so a ratio is
@@ -17,6 +17,7 @@
 //! | f | each strategy under uniform and heavy-tailed durations and with heterogeneous endpoints: p99, per-slot skew |
 //! | g | overload far past `pool_max_size`: only 503s, admitted p99, recovery |
 //! | h | session churn: sessions created and deleted per second; leak checks |
+//! | i | one abusive user at 10x capacity beside well-behaved users: their p99 and errors with and without it |
 
 mod a;
 mod d;
@@ -25,6 +26,7 @@ mod f;
 mod g;
 pub mod goals;
 mod h;
+mod i;
 pub mod measure;
 pub mod plot;
 pub mod report;
@@ -47,7 +49,7 @@ use measure::{
     Run, SaturatedCost, ScriptCost, Utilization,
 };
 
-pub const ALL: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+pub const ALL: [&str; 9] = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
 
 pub fn title(id: &str) -> &'static str {
     match id {
@@ -59,6 +61,7 @@ pub fn title(id: &str) -> &'static str {
         "f" => "(f) strategies: uniform, heavy-tailed, heterogeneous endpoints",
         "g" => "(g) overload past pool_max_size",
         "h" => "(h) session churn",
+        "i" => "(i) one abusive user beside well-behaved users",
         _ => "unknown",
     }
 }
@@ -365,7 +368,8 @@ pub async fn run_scenario(ctx: &mut Ctx, id: &str) -> ScenarioResult {
         "f" => f::run(ctx, &mut res).await,
         "g" => g::run(ctx, &mut res).await,
         "h" => h::run(ctx, &mut res).await,
-        other => Err(anyhow::anyhow!("unknown scenario {other:?} (a-h or all)")),
+        "i" => i::run(ctx, &mut res).await,
+        other => Err(anyhow::anyhow!("unknown scenario {other:?} (a-i or all)")),
     };
     if let Err(e) = outcome {
         eprintln!("[scenarios] {} FAILED: {e:#}", title(id));

@@ -50,8 +50,10 @@ pub enum McpError {
     StoreUnavailable,
     /// An unknown, expired, tampered or foreign session id; or the session's binding ended.
     SessionNotFound,
-    /// No upstream session became free within `pool_timeout`.
+    /// No upstream session became free within `pool_timeout` (or the admission bound).
     Exhausted(Duration),
+    /// Admission refused at once: the expected wait is past what the pool can serve.
+    PoolOverloaded(u64),
     /// The control plane failed (logged; the client is told to retry).
     Coordination,
     /// The upstream failed or could not be reached.
@@ -113,7 +115,7 @@ impl McpError {
             McpError::UnknownServer(_) => (StatusCode::NOT_FOUND, INVALID_REQUEST),
             McpError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
             McpError::SessionNotFound => (StatusCode::NOT_FOUND, SESSION_NOT_FOUND),
-            McpError::Exhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, POOL_EXHAUSTED),
+            McpError::Exhausted(_) | McpError::PoolOverloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, POOL_EXHAUSTED),
             McpError::Coordination => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
             McpError::Upstream(_) if in_band => (StatusCode::OK, UPSTREAM_ERROR),
             McpError::Upstream(_) => (StatusCode::BAD_GATEWAY, UPSTREAM_ERROR),
@@ -155,8 +157,11 @@ impl McpError {
             McpError::StoreUnavailable => "configuration store unavailable".to_owned(),
             McpError::SessionNotFound => "Session not found".to_owned(),
             McpError::Exhausted(t) => format!(
-                "no upstream session became free within {}s (pool exhausted)",
-                t.as_secs()
+                "no upstream session became free within {} ms (pool exhausted)",
+                t.as_millis()
+            ),
+            McpError::PoolOverloaded(ms) => format!(
+                "pool overloaded: the wait for an upstream session (about {ms} ms) would exceed what the pool can serve; retry later"
             ),
             McpError::Coordination => "pool coordination unavailable, retry later".to_owned(),
             McpError::Upstream(e) => format!("upstream MCP server failed: {e}"),
@@ -297,6 +302,7 @@ impl From<ControlError> for McpError {
     fn from(e: ControlError) -> McpError {
         match e {
             ControlError::Exhausted(t) => McpError::Exhausted(t),
+            ControlError::Overloaded { expected_ms } => McpError::PoolOverloaded(expected_ms),
             ControlError::BindingLost => McpError::SessionNotFound,
             ControlError::UnknownPool(_) => McpError::UnknownServer(None),
             ControlError::CircuitOpen => McpError::CircuitOpen,
