@@ -1,8 +1,10 @@
 //! The node's HTTP/1.1 server: the accept loop and what each connection may cost (SPEC §9).
 //!
 //! `axum::serve` offers no header-read timeout, so connections are served with hyper's own
-//! `http1::Builder` (HTTP/1.1 with keep-alive, as before; the node never spoke h2c). Per
-//! connection:
+//! `http1::Builder`: HTTP/1.1 with keep-alive, as before. (`axum::serve`'s auto-detecting builder
+//! also took h2c prior-knowledge connections, only because reqwest's `http2` feature reached
+//! hyper-util through feature unification; no client, test, ingress or proxy config uses h2c, and
+//! every timeout here is an HTTP/1 one, so h2c is not served.) Per connection:
 //! - `TCP_NODELAY`: an answer written in pieces (SSE events, headers then body) must not wait for
 //!   the client's delayed ACK (Nagle): that cost ~40 ms per streamed call.
 //! - **Header-read and idle keep-alive timeouts**, both from hyper's header-read timer. hyper

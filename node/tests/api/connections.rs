@@ -462,3 +462,29 @@ async fn a_long_streamed_answer_outlives_every_connection_timeout() {
     assert!(events[6]["result"].is_object(), "{events:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_stopping_node_closes_idle_keep_alive_connections_at_once() {
+    let mut app = TestApp::spawn_with(Backend::Sqlite, &[("SERVER_KEEPALIVE_TIMEOUT", "60")], &[]).await;
+    let mut idle = connect(&app).await;
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(read_answer(&mut idle).await.starts_with("HTTP/1.1 200"));
+    let stopping = Instant::now();
+    app.signal_stop();
+    // Nothing in flight: the node stops within moments, and the idle connection does not wait
+    // for its 60 s keep-alive.
+    let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(
+        closed - stopping < Duration::from_secs(2),
+        "closed after {:?}",
+        closed - stopping
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !app.stopped() {
+        assert!(Instant::now() < deadline, "the node did not stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.stop().await;
+}
