@@ -30,7 +30,35 @@ use axum::response::{IntoResponse as _, Response};
 
 use super::error::ApiError;
 use super::mcp::McpError;
-use super::RouteKind;
+
+/// The kinds of route, as metrics label them and admission treats them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    Mcp,
+    Admin,
+    /// `/health`, `/ready`, `/metrics` (and unknown paths): never shed, never drained.
+    Probe,
+}
+
+impl RouteKind {
+    pub fn of(path: &str) -> RouteKind {
+        if path.starts_with("/servers/") {
+            RouteKind::Mcp
+        } else if path.starts_with("/api/") {
+            RouteKind::Admin
+        } else {
+            RouteKind::Probe
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteKind::Mcp => "mcp",
+            RouteKind::Admin => "admin",
+            RouteKind::Probe => "probe",
+        }
+    }
+}
 
 /// The 503 for a request over the node's concurrency cap.
 pub fn overloaded(kind: RouteKind) -> Response {

@@ -1,5 +1,6 @@
-//! The node's HTTP surface: probes and the admin API (the MCP endpoint arrives with the data
-//! plane). Every answer that is not a success is JSON (see [`error::ApiError`]), including
+//! The node's HTTP surface: probes, the admin API and the MCP endpoint, behind one middleware
+//! (`track`) that refuses requests while draining, admits or sheds them ([`admission`]) and
+//! counts them. Every answer that is not a success is JSON (see [`error::ApiError`]), including
 //! unknown routes, wrong methods, bad paths and oversized bodies.
 
 pub mod admin;
@@ -10,6 +11,7 @@ pub mod health;
 pub mod json;
 pub mod mcp;
 
+use admission::RouteKind;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use axum::Router;
@@ -60,35 +62,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The kinds of route, as metrics label them and admission treats them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RouteKind {
-    Mcp,
-    Admin,
-    /// `/health`, `/ready`, `/metrics` (and unknown paths): never shed, never drained.
-    Probe,
-}
-
-impl RouteKind {
-    fn of(path: &str) -> RouteKind {
-        if path.starts_with("/servers/") {
-            RouteKind::Mcp
-        } else if path.starts_with("/api/") {
-            RouteKind::Admin
-        } else {
-            RouteKind::Probe
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            RouteKind::Mcp => "mcp",
-            RouteKind::Admin => "admin",
-            RouteKind::Probe => "probe",
-        }
-    }
-}
-
 /// Every request passes here: refused while draining, shed over the node's concurrency cap
 /// ([`admission`]), its body given a deadline, counted in flight until its answer is sent, and
 /// counted and timed for this node's metrics, by kind of route.
@@ -113,10 +86,10 @@ async fn track(
     let (request, body_missed) = admission::with_body_deadline(request, body_timeout);
     // A standalone GET stream (server-to-client messages) has no answer pending: it does not hold
     // up a shutdown, it ends with it and the client reopens it on another node.
-    let streams_only = kind == RouteKind::Mcp && request.method() == axum::http::Method::GET;
+    let get_stream = kind == RouteKind::Mcp && request.method() == axum::http::Method::GET;
     let in_flight = match (kind, state.config.server.max_concurrent_requests) {
         (RouteKind::Probe, _) => None,
-        _ if streams_only => None,
+        _ if get_stream => None,
         (_, None) => Some(state.requests.enter()),
         (_, Some(cap)) => match state.requests.try_enter(cap) {
             Some(guard) => Some(guard),
@@ -133,7 +106,7 @@ async fn track(
         state.metrics.connection_timeouts.with_label_values(&["body"]).inc();
         response = admission::body_timed_out(kind, body_timeout);
     }
-    if streams_only {
+    if get_stream {
         return response;
     }
     observe(&response);
