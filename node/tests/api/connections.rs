@@ -255,13 +255,13 @@ async fn a_body_at_a_trickle_is_answered_408_and_closed_within_the_body_timeout(
     assert!(text.contains("\"body_timeout\""), "{text}");
     assert!(took <= timeout + MARGIN, "answered and closed after {took:?}");
 
-    // The MCP endpoint: a JSON-RPC error.
+    // The MCP endpoint, at 1 byte/s: a JSON-RPC error.
     let reader = app.reader_token();
     let head = format!(
         "POST /servers/anything/mcp HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {reader}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 200\r\n\r\n",
         app.addr
     );
-    let (text, took) = trickle_body(&app, head, 200, every, timeout + MARGIN + MARGIN).await;
+    let (text, took) = trickle_body(&app, head, 200, Duration::from_secs(1), timeout + MARGIN + MARGIN).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default()).expect("JSON-RPC body");
     assert_eq!(body["jsonrpc"], "2.0", "{body}");
