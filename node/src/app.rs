@@ -4,8 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::session_id::SessionCodec;
 use poolgate_control::slots::SlotClient;
@@ -150,15 +149,16 @@ impl Node {
             )
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut server = tokio::spawn(async move {
-            // TCP_NODELAY: an answer written in pieces (SSE events, headers then body) must not wait
-            // for the client's delayed ACK (Nagle): that cost ~40 ms per streamed call.
-            axum::serve(self.listener.tap_io(no_delay), router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let limits = crate::connections::Limits::from_config(&state.config.server);
+        let mut server = tokio::spawn(crate::connections::serve(
+            self.listener,
+            router,
+            limits,
+            state.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         tokio::select! {
             served = &mut server => {
                 // The listener failed before any shutdown was asked for.
@@ -216,10 +216,3 @@ async fn drain(
 
 /// How long a stopping node waits for its last lease releases to be confirmed.
 const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Sets `TCP_NODELAY` on an accepted connection (a failure only costs latency).
-fn no_delay(tcp: &mut TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-}

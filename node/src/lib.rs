@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`cli`]: the `poolgate-node` commands (serve, migrate, token).
 //! - [`app`]: start-up wiring and serving.
+//! - [`connections`]: the HTTP/1.1 accept loop: TCP_NODELAY, header-read and idle keep-alive
+//!   timeouts, the per-IP connection limit, graceful stop.
 //! - [`state`]: what handlers share.
 //! - [`http`]: routes, auth extractors, JSON errors, probes, admin API, MCP endpoint.
 //! - [`metrics`]: `/metrics` (fleet-wide pool series and this node's own).
@@ -14,6 +16,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod connections;
 pub mod drain;
 pub mod http;
 pub mod metrics;

@@ -8,8 +8,12 @@
 //!   Counters are fleet totals, so dashboards aggregate them across nodes with `max by
 //!   (server_id)`, never `sum`.
 //! - **This node's own series** (label `node`): HTTP requests by kind and status and their
-//!   duration (`mcp_gateway_request_*`, seed 002's names), whether the control plane answers, and
-//!   whether the node is draining. They live in a `prometheus` registry.
+//!   duration (`mcp_gateway_request_*`, seed 002's names), whether the control plane answers,
+//!   whether the node is draining, and its connection hygiene: requests in flight, requests shed
+//!   over `SERVER_MAX_CONCURRENT_REQUESTS`, connections open, closed on a timeout (by phase) or
+//!   refused over `SERVER_MAX_CONNECTIONS_PER_IP`. Every label takes a few fixed values (never a
+//!   client address or a user), all present from the start at 0. They live in a `prometheus`
+//!   registry.
 
 use std::fmt::Write as _;
 use std::sync::Mutex;
@@ -29,6 +33,11 @@ const REQUEST_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The `kind` values of shed requests (probes are never shed).
+const SHED_KINDS: [&str; 2] = ["mcp", "admin"];
+/// The `phase` values of connection timeouts.
+pub const TIMEOUT_PHASES: [&str; 3] = ["header", "idle", "body"];
+
 pub struct NodeMetrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -37,6 +46,15 @@ pub struct NodeMetrics {
     pub draining: IntGauge,
     /// Requests refused for fairness, by server and reason (never by user: unbounded labels).
     pub refusals: IntCounterVec,
+    /// Requests refused at once because the node was at its concurrency cap, by kind.
+    pub shed: IntCounterVec,
+    /// Requests counted against the cap right now (set when `/metrics` is rendered).
+    pub in_flight: IntGauge,
+    pub connections_open: IntGauge,
+    /// Connections closed because a client was too slow or idle too long, by phase.
+    pub connection_timeouts: IntCounterVec,
+    /// Connections closed at accept, by reason.
+    pub connections_refused: IntCounterVec,
     fleet: Mutex<Option<(Instant, String)>>,
     /// One refresh at a time; concurrent scrapes wait for it and share its result.
     refreshing: tokio::sync::Mutex<()>,
@@ -78,6 +96,42 @@ impl NodeMetrics {
             )),
             &["server_id", "reason"],
         )?;
+        let shed = IntCounterVec::new(
+            node(Opts::new(
+                "mcp_gateway_requests_shed_total",
+                "Requests answered 503 at once because this node was at SERVER_MAX_CONCURRENT_REQUESTS, by kind (mcp, admin)",
+            )),
+            &["kind"],
+        )?;
+        for kind in SHED_KINDS {
+            shed.with_label_values(&[kind]);
+        }
+        let in_flight = IntGauge::with_opts(node(Opts::new(
+            "mcp_gateway_requests_in_flight",
+            "Requests this node is serving that count against SERVER_MAX_CONCURRENT_REQUESTS",
+        )))?;
+        let connections_open = IntGauge::with_opts(node(Opts::new(
+            "mcp_gateway_connections_open",
+            "Client connections open on this node",
+        )))?;
+        let connection_timeouts = IntCounterVec::new(
+            node(Opts::new(
+                "mcp_gateway_connection_timeouts_total",
+                "Client connections closed on a timeout, by phase: header (first request head not complete within SERVER_HEADER_READ_TIMEOUT), idle (next request head not complete within SERVER_KEEPALIVE_TIMEOUT), body (request body not complete within SERVER_BODY_READ_TIMEOUT)",
+            )),
+            &["phase"],
+        )?;
+        for phase in TIMEOUT_PHASES {
+            connection_timeouts.with_label_values(&[phase]);
+        }
+        let connections_refused = IntCounterVec::new(
+            node(Opts::new(
+                "mcp_gateway_connections_refused_total",
+                "Client connections closed as soon as accepted, by reason (per_ip_limit: SERVER_MAX_CONNECTIONS_PER_IP)",
+            )),
+            &["reason"],
+        )?;
+        connections_refused.with_label_values(&["per_ip_limit"]);
         let build = IntGauge::with_opts(
             node(Opts::new(
                 "poolgate_build_info",
@@ -92,6 +146,11 @@ impl NodeMetrics {
             Box::new(control_up.clone()),
             Box::new(draining.clone()),
             Box::new(refusals.clone()),
+            Box::new(shed.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(connection_timeouts.clone()),
+            Box::new(connections_refused.clone()),
             Box::new(build),
         ] {
             registry.register(c)?;
@@ -103,6 +162,11 @@ impl NodeMetrics {
             control_up,
             draining,
             refusals,
+            shed,
+            in_flight,
+            connections_open,
+            connection_timeouts,
+            connections_refused,
             fleet: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
         })

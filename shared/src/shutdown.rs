@@ -25,6 +25,15 @@ impl Tracker {
         Guard(self.clone())
     }
 
+    /// Enters unless `limit` things are already in flight (a node's cap on concurrent requests):
+    /// one atomic step, so concurrent callers never take the count past the limit.
+    pub fn try_enter(self: &Arc<Self>, limit: usize) -> Option<Guard> {
+        self.count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| Guard(self.clone()))
+    }
+
     pub fn in_flight(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
@@ -99,6 +108,17 @@ mod tests {
         assert!(!waiter.is_finished());
         drop(b);
         assert_eq!(waiter.await.expect("join"), 0);
+    }
+
+    #[test]
+    fn try_enter_stops_at_the_limit_and_frees_a_place_on_drop() {
+        let t = Arc::new(Tracker::default());
+        let a = t.try_enter(2).expect("first");
+        let _b = t.try_enter(2).expect("second");
+        assert!(t.try_enter(2).is_none(), "third is over the limit");
+        assert_eq!(t.in_flight(), 2, "a refusal counts nothing");
+        drop(a);
+        assert!(t.try_enter(2).is_some());
     }
 
     #[tokio::test]

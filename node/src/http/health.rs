@@ -69,6 +69,10 @@ pub async fn metrics(
         }
     }
     let fleet = state.metrics.fleet_text(|| fleet_figures(&state)).await;
+    state
+        .metrics
+        .in_flight
+        .set(i64::try_from(state.requests.in_flight()).unwrap_or(i64::MAX));
     let text = format!("{fleet}{}", state.metrics.node_text());
     (
         [(

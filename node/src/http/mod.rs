@@ -1,14 +1,17 @@
-//! The node's HTTP surface: probes and the admin API (the MCP endpoint arrives with the data
-//! plane). Every answer that is not a success is JSON (see [`error::ApiError`]), including
+//! The node's HTTP surface: probes, the admin API and the MCP endpoint, behind one middleware
+//! (`track`) that refuses requests while draining, admits or sheds them ([`admission`]) and
+//! counts them. Every answer that is not a success is JSON (see [`error::ApiError`]), including
 //! unknown routes, wrong methods, bad paths and oversized bodies.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod error;
 pub mod health;
 pub mod json;
 pub mod mcp;
 
+use admission::RouteKind;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, put};
 use axum::Router;
@@ -59,39 +62,58 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts and times every answered request for this node's metrics, by kind of route.
+/// Every request passes here: refused while draining, shed over the node's concurrency cap
+/// ([`admission`]), its body given a deadline, counted in flight until its answer is sent, and
+/// counted and timed for this node's metrics, by kind of route.
 async fn track(
     axum::extract::State(state): axum::extract::State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let path = request.uri().path();
-    let kind = if path.starts_with("/servers/") {
-        "mcp"
-    } else if path.starts_with("/api/") {
-        "admin"
-    } else {
-        "probe"
-    };
+    let kind = RouteKind::of(request.uri().path());
     let started = std::time::Instant::now();
-    if kind != "probe" && state.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        let response = draining_refusal();
+    let observe = |response: &axum::response::Response| {
         state
             .metrics
-            .observe(kind, response.status().as_u16(), started.elapsed());
+            .observe(kind.label(), response.status().as_u16(), started.elapsed());
+    };
+    if kind != RouteKind::Probe && state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        let response = draining_refusal();
+        observe(&response);
         return response;
     }
+    let body_timeout = state.config.server.body_read_timeout;
+    let (request, body_missed) = admission::with_body_deadline(request, body_timeout);
     // A standalone GET stream (server-to-client messages) has no answer pending: it does not hold
     // up a shutdown, it ends with it and the client reopens it on another node.
-    if kind == "mcp" && request.method() == axum::http::Method::GET {
-        return next.run(request).await;
+    let get_stream = kind == RouteKind::Mcp && request.method() == axum::http::Method::GET;
+    let in_flight = match (kind, state.config.server.max_concurrent_requests) {
+        (RouteKind::Probe, _) => None,
+        _ if get_stream => None,
+        (_, None) => Some(state.requests.enter()),
+        (_, Some(cap)) => match state.requests.try_enter(cap) {
+            Some(guard) => Some(guard),
+            None => {
+                state.metrics.shed.with_label_values(&[kind.label()]).inc();
+                let response = admission::overloaded(kind);
+                observe(&response);
+                return response;
+            }
+        },
+    };
+    let mut response = next.run(request).await;
+    if body_missed.load(std::sync::atomic::Ordering::SeqCst) {
+        state.metrics.connection_timeouts.with_label_values(&["body"]).inc();
+        response = admission::body_timed_out(kind, body_timeout);
     }
-    let in_flight = state.requests.enter();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .observe(kind, response.status().as_u16(), started.elapsed());
-    response.map(|body| crate::drain::TrackedBody::wrap(body, in_flight))
+    if get_stream {
+        return response;
+    }
+    observe(&response);
+    match in_flight {
+        Some(guard) => response.map(|body| crate::drain::TrackedBody::wrap(body, guard)),
+        None => response,
+    }
 }
 
 /// 503 for a request that reached a node shutting down: retry elsewhere at once.

@@ -13,6 +13,7 @@ mod bad_input;
 mod bulk;
 mod cli;
 mod conformance;
+mod connections;
 mod converge;
 mod fairness;
 mod fuzz;

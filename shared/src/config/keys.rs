@@ -36,6 +36,16 @@ pub const ADMIN_BODY_LIMIT: Key = key("ADMIN_BODY_LIMIT", "server.admin_body_lim
 /// Browser origins allowed on the MCP endpoint (comma-separated `scheme://host[:port]`, or `*`);
 /// unset: only the origin of the host the request was sent to (DNS rebinding protection).
 pub const ALLOWED_ORIGINS: Key = key("ALLOWED_ORIGINS", "server.allowed_origins");
+/// Seconds a new connection has to deliver its first complete request head (slow-header clients).
+pub const SERVER_HEADER_READ_TIMEOUT: Key = key("SERVER_HEADER_READ_TIMEOUT", "server.header_read_timeout");
+/// Seconds a request's whole body may take to arrive, from its head (slow-body clients).
+pub const SERVER_BODY_READ_TIMEOUT: Key = key("SERVER_BODY_READ_TIMEOUT", "server.body_read_timeout");
+/// Seconds a keep-alive connection may wait for its next complete request head after an answer.
+pub const SERVER_KEEPALIVE_TIMEOUT: Key = key("SERVER_KEEPALIVE_TIMEOUT", "server.keepalive_timeout");
+/// Requests one node serves at once (probes excluded); the excess gets 503 at once. 0: no cap.
+pub const SERVER_MAX_CONCURRENT_REQUESTS: Key = key("SERVER_MAX_CONCURRENT_REQUESTS", "server.max_concurrent_requests");
+/// Open connections one client IP may hold on one node (seed 002's `max_connections_per_ip`). 0: off.
+pub const SERVER_MAX_CONNECTIONS_PER_IP: Key = key("SERVER_MAX_CONNECTIONS_PER_IP", "server.max_connections_per_ip");
 
 pub const DATABASE_URL: Key = Key {
     env: "DATABASE_URL",
@@ -217,6 +227,11 @@ pub const ALL: &[Key] = &[
     SHUTDOWN_GRACE_SECONDS,
     ADMIN_BODY_LIMIT,
     ALLOWED_ORIGINS,
+    SERVER_HEADER_READ_TIMEOUT,
+    SERVER_BODY_READ_TIMEOUT,
+    SERVER_KEEPALIVE_TIMEOUT,
+    SERVER_MAX_CONCURRENT_REQUESTS,
+    SERVER_MAX_CONNECTIONS_PER_IP,
     DATABASE_URL,
     DB_POOL_SIZE,
     DB_MAX_OVERFLOW,

@@ -1,5 +1,7 @@
-//! `server.*`: where the node (and the coordinator's probes) listen, logging, shutdown and the
-//! admin body limit.
+//! `server.*`: where the node (and the coordinator's probes) listen, logging, shutdown, the
+//! admin body limit, and the connection hygiene of the node's HTTP server (header, body and idle
+//! keep-alive timeouts, the node's cap on concurrent requests, the per-IP connection limit) — a
+//! client that is slow, idle or too many must not hold the node's sockets and tasks.
 
 use std::time::Duration;
 
@@ -13,6 +15,19 @@ pub const DEFAULT_COORDINATOR_PORT: u16 = 9100;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 30;
 pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 64 * 1024;
+/// Long enough for any real client on a slow link; short enough that a slow-header client holds
+/// a socket for seconds, not forever.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+/// Real requests are kilobytes; even a body at the MCP limit (4 MiB) arrives in time at ~1.2 Mbit/s.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECONDS: u64 = 30;
+/// Longer than the usual load balancer idle timeout (60 s), so the balancer closes an idle
+/// connection first and never sends a request on one the node is closing.
+pub const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u64 = 75;
+/// Well above what a node serves at its measured capacity, well below what exhausts its memory
+/// or file descriptors: a brake for floods, not a tuning knob.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 4096;
+/// Off: many clients share one address behind NAT or a proxy.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 0;
 
 /// `server.*`: where the node listens and how it logs.
 #[derive(Clone, Debug)]
@@ -27,6 +42,17 @@ pub struct ServerSettings {
     /// Origins a browser may call the MCP endpoint from (lowercase `scheme://host[:port]`; `*`
     /// allows any). Empty: only the origin of the host the request was sent to.
     pub allowed_origins: Vec<String>,
+    /// A new connection's first complete request head must arrive within this.
+    pub header_read_timeout: Duration,
+    /// A request's whole body must arrive within this of its head (the answer, however long it
+    /// streams, is not bounded by it).
+    pub body_read_timeout: Duration,
+    /// After an answer, the next complete request head on the connection must arrive within this.
+    pub keepalive_timeout: Duration,
+    /// Requests the node serves at once, probes excluded; `None`: no cap.
+    pub max_concurrent_requests: Option<usize>,
+    /// Open connections per client IP address; `None`: no limit.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl ServerSettings {
@@ -60,6 +86,22 @@ impl ServerSettings {
                 .get_opt_string(&keys::ALLOWED_ORIGINS)
                 .map(|(v, _)| list(&v).map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect())
                 .unwrap_or_default(),
+            header_read_timeout: src
+                .get_secs(&keys::SERVER_HEADER_READ_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT_SECONDS)?,
+            body_read_timeout: src.get_secs(&keys::SERVER_BODY_READ_TIMEOUT, DEFAULT_BODY_READ_TIMEOUT_SECONDS)?,
+            keepalive_timeout: src.get_secs(&keys::SERVER_KEEPALIVE_TIMEOUT, DEFAULT_KEEPALIVE_TIMEOUT_SECONDS)?,
+            max_concurrent_requests: Some(src.get(
+                &keys::SERVER_MAX_CONCURRENT_REQUESTS,
+                DEFAULT_MAX_CONCURRENT_REQUESTS,
+                "must be a whole number of requests (0: no cap)",
+            )?)
+            .filter(|n| *n > 0),
+            max_connections_per_ip: Some(src.get(
+                &keys::SERVER_MAX_CONNECTIONS_PER_IP,
+                DEFAULT_MAX_CONNECTIONS_PER_IP,
+                "must be a whole number of connections (0: no limit)",
+            )?)
+            .filter(|n| *n > 0),
         })
     }
 
@@ -116,6 +158,28 @@ impl ServerSettings {
                 } else {
                     self.allowed_origins.join(",")
                 },
+            ),
+            (
+                keys::SERVER_HEADER_READ_TIMEOUT.env,
+                self.header_read_timeout.as_secs().to_string(),
+            ),
+            (
+                keys::SERVER_BODY_READ_TIMEOUT.env,
+                self.body_read_timeout.as_secs().to_string(),
+            ),
+            (
+                keys::SERVER_KEEPALIVE_TIMEOUT.env,
+                self.keepalive_timeout.as_secs().to_string(),
+            ),
+            (
+                keys::SERVER_MAX_CONCURRENT_REQUESTS.env,
+                self.max_concurrent_requests
+                    .map_or_else(|| "unlimited".to_owned(), |n| n.to_string()),
+            ),
+            (
+                keys::SERVER_MAX_CONNECTIONS_PER_IP.env,
+                self.max_connections_per_ip
+                    .map_or_else(|| "off".to_owned(), |n| n.to_string()),
             ),
         ]);
     }

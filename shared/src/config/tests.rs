@@ -65,6 +65,21 @@ fn defaults_without_env_or_file() {
     assert_eq!(c.pooling.redis.leader_heartbeat_interval, Duration::from_secs(5));
     assert_eq!(c.auth.admin_roles, vec!["admin", "operator"]);
     assert!(c.auth.required);
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.body_read_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.keepalive_timeout, Duration::from_secs(75));
+    assert_eq!(c.server.max_concurrent_requests, Some(4096));
+    assert_eq!(c.server.max_connections_per_ip, None);
+}
+
+#[test]
+fn connection_limits_from_env_and_file_and_zero_turns_them_off() {
+    let yaml = "server:\n  header_read_timeout: 3\n  max_connections_per_ip: 20\n  max_concurrent_requests: 0\n";
+    let c = load(&[("SERVER_KEEPALIVE_TIMEOUT", "5")], Some(yaml)).expect("valid");
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(3));
+    assert_eq!(c.server.keepalive_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.max_connections_per_ip, Some(20));
+    assert_eq!(c.server.max_concurrent_requests, None, "0: no cap");
 }
 
 #[test]
@@ -181,6 +196,17 @@ fn each_invalid_setting_names_its_key() {
         (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
         (vec![("SHUTDOWN_GRACE_SECONDS", "-3")], "SHUTDOWN_GRACE_SECONDS"),
         (vec![("ADMIN_BODY_LIMIT", "10")], "ADMIN_BODY_LIMIT"),
+        (vec![("SERVER_HEADER_READ_TIMEOUT", "0")], "SERVER_HEADER_READ_TIMEOUT"),
+        (vec![("SERVER_BODY_READ_TIMEOUT", "soon")], "SERVER_BODY_READ_TIMEOUT"),
+        (vec![("SERVER_KEEPALIVE_TIMEOUT", "0")], "SERVER_KEEPALIVE_TIMEOUT"),
+        (
+            vec![("SERVER_MAX_CONCURRENT_REQUESTS", "-1")],
+            "SERVER_MAX_CONCURRENT_REQUESTS",
+        ),
+        (
+            vec![("SERVER_MAX_CONNECTIONS_PER_IP", "many")],
+            "SERVER_MAX_CONNECTIONS_PER_IP",
+        ),
         (
             vec![("UPSTREAM_MAX_RESPONSE_BYTES", "100")],
             "UPSTREAM_MAX_RESPONSE_BYTES",

@@ -5,9 +5,10 @@
 use super::keys;
 
 /// Prefixes of the environment poolgate owns.
-const OWNED_PREFIXES: [&str; 9] = [
+const OWNED_PREFIXES: [&str; 10] = [
     "RATE_LIMIT_",
     "POOL_",
+    "SERVER_",
     "REDIS_",
     "DB_",
     "JWT_",
@@ -62,13 +63,16 @@ mod tests {
             "DB_POOL_SIZ",
             "POOLGATE_CONFIG",
             "POOLGATE_TEST_PG_URL",
+            "SERVER_KEEPALIVE_TIMEOUT",
+            "SERVER_KEEPALIVE_TIMOUT",
             "HOME",
             "PATH",
         ];
         let warnings = unread_settings(env.into_iter());
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
         assert!(warnings[0].starts_with("DB_POOL_SIZ is set but is not a poolgate setting"));
         assert!(warnings[1].starts_with("POOL_DEFAUT_MAX_SIZE is set but is not a poolgate setting"));
         assert!(warnings[2].starts_with("REDIS_SOCKET_TIMEOUT is set but has no effect: not supported ("));
+        assert!(warnings[3].starts_with("SERVER_KEEPALIVE_TIMOUT is set but is not a poolgate setting"));
     }
 }

@@ -23,6 +23,8 @@ pub mod code {
     pub const SESSION_NOT_FOUND: i64 = -32001;
     /// Server-defined: no upstream session became free within `pool_timeout`.
     pub const POOL_EXHAUSTED: i64 = -32002;
+    /// Server-defined: this node is at its cap on concurrent requests; retry (any node serves).
+    pub const NODE_OVERLOADED: i64 = -32010;
     /// Server-defined: the upstream could not be reached or failed.
     pub const UPSTREAM_ERROR: i64 = -32003;
     /// Server-defined: the client re-used a request id that is still in flight.
@@ -54,6 +56,10 @@ pub enum McpError {
     Exhausted(Duration),
     /// Admission refused at once: the expected wait is past what the pool can serve.
     PoolOverloaded(u64),
+    /// This node is at `SERVER_MAX_CONCURRENT_REQUESTS`: refused at once, before any work.
+    Overloaded,
+    /// The request body did not arrive within `SERVER_BODY_READ_TIMEOUT`.
+    BodyTimeout(Duration),
     /// The control plane failed (logged; the client is told to retry).
     Coordination,
     /// The upstream failed or could not be reached.
@@ -116,6 +122,8 @@ impl McpError {
             McpError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
             McpError::SessionNotFound => (StatusCode::NOT_FOUND, SESSION_NOT_FOUND),
             McpError::Exhausted(_) | McpError::PoolOverloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, POOL_EXHAUSTED),
+            McpError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, NODE_OVERLOADED),
+            McpError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, INVALID_REQUEST),
             McpError::Coordination => (StatusCode::SERVICE_UNAVAILABLE, INTERNAL_ERROR),
             McpError::Upstream(_) if in_band => (StatusCode::OK, UPSTREAM_ERROR),
             McpError::Upstream(_) => (StatusCode::BAD_GATEWAY, UPSTREAM_ERROR),
@@ -163,6 +171,10 @@ impl McpError {
             McpError::PoolOverloaded(ms) => format!(
                 "pool overloaded: the wait for an upstream session (about {ms} ms) would exceed what the pool can serve; retry later"
             ),
+            McpError::Overloaded => {
+                "this node is at its limit of concurrent requests; retry (any node serves any session)".to_owned()
+            }
+            McpError::BodyTimeout(t) => format!("request body not received within {}s", t.as_secs()),
             McpError::Coordination => "pool coordination unavailable, retry later".to_owned(),
             McpError::Upstream(e) => format!("upstream MCP server failed: {e}"),
             McpError::DuplicateId => "request id already in flight in this session".to_owned(),
